@@ -1,0 +1,16 @@
+"""Errors that mean "the input was wrong", as opposed to a bug in jaxlab.
+
+Scripts catch :class:`JaxlabError` and print its message alone, without a traceback.
+"""
+
+
+class JaxlabError(Exception):
+    """Base class for user-facing errors."""
+
+
+class ConfigError(JaxlabError, ValueError):
+    """A bad argument or configuration value."""
+
+
+class DataNotFoundError(JaxlabError, FileNotFoundError):
+    """The dataset is not prepared where jaxlab looked and could not be downloaded."""

@@ -1,0 +1,221 @@
+"""IMDB reviews from tensorflow-datasets in the form of ``keras.datasets.imdb``.
+
+Reviews come in the order TFDS stores them (TFDS shuffled them once when it prepared the
+dataset, so labels are interleaved); jaxlab does not shuffle them again. The word index is built
+from the training split only. The encoded dataset is cached on disk, so only the first load
+tokenizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jaxlab import text
+from jaxlab.errors import ConfigError, DataNotFoundError
+from jaxlab.text import Sequences
+
+DATASET = "imdb_reviews/plain_text"
+# The TFDS version jaxlab reads; a prepared copy of another version is refused.
+VERSION = "1.0.0"
+SPLITS = ("train", "test")
+_ARRAYS = ("values", "offsets", "labels")
+
+
+def default_cache_dir() -> Path:
+    """``$JAXLAB_CACHE_DIR``, else ``~/.cache/jaxlab``."""
+    return Path(os.environ.get("JAXLAB_CACHE_DIR", Path.home() / ".cache" / "jaxlab"))
+
+
+@dataclass(frozen=True)
+class EncodedImdb:
+    """Both splits encoded with the full vocabulary, plus the vocabulary in rank order."""
+
+    splits: dict[str, tuple[Sequences, np.ndarray]]
+    vocabulary: list[str]
+    version: str
+
+
+def _builder(data_dir: str | os.PathLike | None):
+    import tensorflow_datasets as tfds
+
+    return tfds.builder(f"{DATASET}:{VERSION}", data_dir=data_dir, file_format="array_record")
+
+
+def _is_prepared(builder) -> bool:
+    return (Path(builder.data_dir) / "dataset_info.json").exists()
+
+
+def _prepared_builder(data_dir: str | os.PathLike | None, download: bool):
+    builder = _builder(data_dir)
+    if _is_prepared(builder):
+        return builder
+    where = builder.data_dir
+    how = (
+        "Point jaxlab at a prepared TFDS data dir with --data-dir DIR or the TFDS_DATA_DIR "
+        "environment variable (DIR must contain imdb_reviews/plain_text/1.0.0)."
+    )
+    if not download:
+        raise DataNotFoundError(f"IMDB is not prepared at {where}. {how}")
+    try:
+        builder.download_and_prepare()
+    except Exception as error:  # any failure here means: no data, say so plainly
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        raise DataNotFoundError(
+            f"IMDB is not prepared at {where} and downloading it failed "
+            f"({type(error).__name__}: {first_line}). {how}"
+        ) from error
+    return builder
+
+
+def read_reviews(
+    split: str, data_dir: str | os.PathLike | None = None, download: bool = True
+) -> tuple[list[str], np.ndarray]:
+    """Raw review texts and 0/1 labels of one split, in TFDS order."""
+    check_split(split)
+    builder = _prepared_builder(data_dir, download)
+    source = builder.as_data_source(split=split)
+    records = source.__getitems__(range(len(source)))
+    texts = [record["text"].decode("utf-8") for record in records]
+    labels = np.asarray([record["label"] for record in records], np.int64)
+    return texts, labels
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def _cache_path(cache_dir: Path, version: str) -> Path:
+    return cache_dir / f"imdb_reviews-{version}-tokenizer{text.TOKENIZER_VERSION}.npz"
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    return {name: zlib.crc32(np.ascontiguousarray(a).view(np.uint8)) for name, a in arrays.items()}
+
+
+def _encode_from_tfds(data_dir, download: bool) -> EncodedImdb:
+    builder = _prepared_builder(data_dir, download)
+    raw = {split: read_reviews(split, data_dir, download=False) for split in SPLITS}
+    tokens = {split: [text.tokenize(review) for review in raw[split][0]] for split in SPLITS}
+    word_index = text.build_word_index(tokens["train"])
+    splits = {split: (text.encode(tokens[split], word_index), raw[split][1]) for split in SPLITS}
+    return EncodedImdb(splits, list(word_index), str(builder.info.version))
+
+
+def _write_cache(path: Path, encoded: EncodedImdb) -> None:
+    arrays = {"vocabulary": np.frombuffer("\n".join(encoded.vocabulary).encode(), np.uint8)}
+    for split, (sequences, labels) in encoded.splits.items():
+        arrays |= {
+            f"{split}_values": sequences.values,
+            f"{split}_offsets": sequences.offsets,
+            f"{split}_labels": labels,
+        }
+    meta = {"version": encoded.version, "crc32": _checksum(arrays)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target and rename: a reader sees the old file, the new one, or none.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_cache(path: Path) -> EncodedImdb:
+    """Reads and validates a cache file; raises ValueError if anything is off."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays.pop("meta").tobytes().decode())
+    if _checksum(arrays) != meta["crc32"]:
+        raise ValueError("checksum mismatch")
+    splits = {}
+    for split in SPLITS:
+        sequences = Sequences(arrays[f"{split}_values"], arrays[f"{split}_offsets"])
+        labels = arrays[f"{split}_labels"]
+        if len(labels) != len(sequences):
+            raise ValueError("labels and sequences differ in length")
+        splits[split] = (sequences, labels)
+    vocabulary = arrays["vocabulary"].tobytes().decode().split("\n")
+    return EncodedImdb(splits, vocabulary, meta["version"])
+
+
+def load_encoded(
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> EncodedImdb:
+    """Both splits with the full vocabulary, from the cache or else from TFDS (then cached)."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = _cache_path(cache_dir, VERSION)
+    if path.exists():
+        try:
+            return _read_cache(path)
+        except Exception as error:  # a damaged cache is rebuilt, never trusted
+            warnings.warn(f"rebuilding damaged IMDB cache {path} ({error})", stacklevel=2)
+    encoded = _encode_from_tfds(data_dir, download)
+    try:
+        _write_cache(path, encoded)
+    except OSError as error:
+        warnings.warn(f"could not write IMDB cache {path} ({error})", stacklevel=2)
+    return encoded
+
+
+def load_imdb(
+    num_words: int | None = 10000,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> tuple[tuple[Sequences, np.ndarray], tuple[Sequences, np.ndarray]]:
+    """``keras.datasets.imdb.load_data(num_words=...)`` from TFDS.
+
+    Returns ``(train_data, train_labels), (test_data, test_labels)``: each review is the start
+    token 1 followed by word indices (rank + 3); words of index >= ``num_words`` become 2.
+
+    Args:
+      num_words: keep the ``num_words - 3`` most frequent words; None keeps all.
+      data_dir: a TFDS data dir; default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``.
+      cache_dir: where the encoded dataset is cached; default :func:`default_cache_dir`.
+      download: download and prepare IMDB if it is not in ``data_dir``.
+    """
+    text.check_num_words(num_words)
+    encoded = load_encoded(data_dir, cache_dir, download)
+    out = []
+    for split in SPLITS:
+        sequences, labels = encoded.splits[split]
+        if num_words is not None:
+            sequences = text.limit_vocabulary(sequences, num_words)
+        out.append((sequences, labels))
+    return out[0], out[1]
+
+
+def get_word_index(
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> dict[str, int]:
+    """``keras.datasets.imdb.get_word_index()``: word -> frequency rank (1 = most frequent)."""
+    vocabulary = load_encoded(data_dir, cache_dir, download).vocabulary
+    return {word: rank for rank, word in enumerate(vocabulary, start=1)}
+
+
+def index_to_word(word_index: dict[str, int]) -> dict[int, str]:
+    """The lesson's inverse dictionary ``index_word``."""
+    return {rank: word for word, rank in word_index.items()}
+
+
+def decode_review(sequence, index_word: dict[int, str]) -> str:
+    """The lesson's ``' '.join(index_word.get(i - 3, '?') for i in sequence)``."""
+    return text.decode(sequence, index_word)
