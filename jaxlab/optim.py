@@ -1,17 +1,24 @@
-"""Optimizers by name, with Keras 3's defaults.
+"""Optimizers by name, with Keras 3's defaults and update rules.
 
 Each registry entry is a factory taking numeric hyperparameters as keyword arguments (all with
 defaults) and returning an ``optax.GradientTransformation``. :func:`make_optimizer` wraps it in
 ``optax.inject_hyperparams`` so the hyperparameters live in the optimizer state, where a sweep
 can give every model its own values.
+
+Where optax's rule differs from Keras 3's (Adam's epsilon, Nadam's momentum schedule), the Keras
+rule is written here as an optax transformation (:func:`scale_by_keras_adam`,
+:func:`scale_by_keras_nadam`). ``docs/optimizers.md`` lists every default and difference.
+User code adds optimizers with :func:`register_optimizer`, without editing jaxlab.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from jaxlab.errors import ConfigError
@@ -40,10 +47,125 @@ OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer", check=_check_fact
 register_optimizer = OPTIMIZERS.register
 
 
+# Keras 3's rules that optax does not have. Moments are kept in the parameters' dtype, as Keras
+# keeps them in the variables' dtype; `count` is the step number t, counted from 1 after update.
+
+
+def _moving_average(new: optax.Updates, old: optax.Updates, beta: Any) -> optax.Updates:
+    """Keras's ``old + (new - old) * (1 - beta)``, in ``old``'s dtype."""
+    return jax.tree.map(lambda n, o: (o + (n - o) * (1 - beta)).astype(o.dtype), new, old)
+
+
+class ScaleByKerasAdamState(NamedTuple):
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def scale_by_keras_adam(
+    beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> optax.GradientTransformation:
+    """Keras 3's Adam direction, ``m sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps)``.
+
+    optax's ``scale_by_adam`` adds eps to the bias-corrected ``sqrt(v / (1 - b2^t))`` instead.
+    """
+
+    def init(params: optax.Params) -> ScaleByKerasAdamState:
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByKerasAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+    def update(updates, state, params=None):
+        del params
+        count = optax.safe_int32_increment(state.count)
+        t = count.astype(jnp.float32)
+        mu = _moving_average(updates, state.mu, beta_1)
+        nu = _moving_average(jax.tree.map(jnp.square, updates), state.nu, beta_2)
+        alpha = jnp.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        direction = jax.tree.map(
+            lambda m, v: (alpha * m / (jnp.sqrt(v) + epsilon)).astype(m.dtype), mu, nu
+        )
+        return direction, ScaleByKerasAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+class ScaleByKerasNadamState(NamedTuple):
+    count: jax.Array
+    u_product: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+NADAM_SCHEDULE_DECAY = 0.96  # Keras's momentum schedule: u_t = beta_1 (1 - 0.5 * 0.96^t)
+
+
+def scale_by_keras_nadam(
+    beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> optax.GradientTransformation:
+    """Keras 3's Nadam direction, with its momentum schedule ``u_t = b1 (1 - 0.5 * 0.96^t)``.
+
+    optax's ``nadam`` uses a constant ``b1`` and adds eps to the bias-corrected ``sqrt(v)``.
+    """
+
+    def init(params: optax.Params) -> ScaleByKerasNadamState:
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByKerasNadamState(jnp.zeros([], jnp.int32), jnp.ones([]), zeros, zeros)
+
+    def update(updates, state, params=None):
+        del params
+        count = optax.safe_int32_increment(state.count)
+        t = count.astype(jnp.float32)
+        u_t = beta_1 * (1 - 0.5 * NADAM_SCHEDULE_DECAY**t)
+        u_next = beta_1 * (1 - 0.5 * NADAM_SCHEDULE_DECAY ** (t + 1))
+        u_product = state.u_product * u_t
+        u_product_next = u_product * u_next
+        mu = _moving_average(updates, state.mu, beta_1)
+        nu = _moving_average(jax.tree.map(jnp.square, updates), state.nu, beta_2)
+
+        def direction(g: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
+            m_hat = u_next * m / (1 - u_product_next) + (1 - u_t) * g / (1 - u_product)
+            v_hat = v / (1 - beta_2**t)
+            return (m_hat / (jnp.sqrt(v_hat) + epsilon)).astype(g.dtype)
+
+        directions = jax.tree.map(direction, updates, mu, nu)
+        return directions, ScaleByKerasNadamState(count, u_product, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+# The registry. Every default is Keras 3's (keras/src/optimizers/*.py), except where noted.
+
+
 @register_optimizer("sgd")
 def sgd(learning_rate: float = 0.01) -> optax.GradientTransformation:
     """Keras 3 SGD: lr 0.01, no momentum."""
     return optax.sgd(learning_rate)
+
+
+@register_optimizer("momentum")
+def momentum(learning_rate: float = 0.01, momentum: float = 0.9) -> optax.GradientTransformation:
+    """Keras 3 ``SGD(momentum=0.9)`` (Keras's default momentum, 0.0, is plain sgd).
+
+    Keras keeps ``m = mu m - lr g``; optax keeps ``m = mu m + g`` and scales by lr: the same
+    steps while lr is constant.
+    """
+    return optax.sgd(learning_rate, momentum=momentum)
+
+
+@register_optimizer("nesterov")
+def nesterov(learning_rate: float = 0.01, momentum: float = 0.9) -> optax.GradientTransformation:
+    """Keras 3 ``SGD(momentum=0.9, nesterov=True)``; same note on lr as ``momentum``."""
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
+
+
+@register_optimizer("adagrad")
+def adagrad(
+    learning_rate: float = 1e-3, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7
+) -> optax.GradientTransformation:
+    """Keras 3 Adagrad: ``a = a0 + sum g^2; w -= lr g / sqrt(a + eps)``."""
+    return optax.adagrad(
+        learning_rate, initial_accumulator_value=initial_accumulator_value, eps=epsilon
+    )
 
 
 @register_optimizer("rmsprop")
@@ -66,8 +188,46 @@ def rmsprop_keras2(
 def adam(
     learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
 ) -> optax.GradientTransformation:
-    """Adam with Keras 3's default epsilon (optax's is 1e-8)."""
-    return optax.adam(learning_rate, b1=beta_1, b2=beta_2, eps=epsilon)
+    """Keras 3 Adam, its epsilon placement included (see :func:`scale_by_keras_adam`)."""
+    return optax.chain(
+        scale_by_keras_adam(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(learning_rate)
+    )
+
+
+@register_optimizer("adamw")
+def adamw(
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.004,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+) -> optax.GradientTransformation:
+    """Keras 3 AdamW: ``w -= lr (wd w + adam direction)``, every parameter decayed."""
+    return optax.chain(
+        scale_by_keras_adam(beta_1, beta_2, epsilon),
+        optax.add_decayed_weights(weight_decay),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+@register_optimizer("nadam")
+def nadam(
+    learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> optax.GradientTransformation:
+    """Keras 3 Nadam, its momentum schedule included (see :func:`scale_by_keras_nadam`)."""
+    return optax.chain(
+        scale_by_keras_nadam(beta_1, beta_2, epsilon), optax.scale_by_learning_rate(learning_rate)
+    )
+
+
+@register_optimizer("lion")
+def lion(
+    learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.99
+) -> optax.GradientTransformation:
+    """Keras 3 Lion: ``w -= lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g``, no decay."""
+    return optax.chain(
+        optax.scale_by_lion(b1=beta_1, b2=beta_2), optax.scale_by_learning_rate(learning_rate)
+    )
 
 
 def optimizer_defaults(name: str) -> dict[str, Any]:
@@ -77,7 +237,7 @@ def optimizer_defaults(name: str) -> dict[str, Any]:
 
 
 def make_optimizer(name: str, **hyperparameters: float) -> optax.GradientTransformation:
-    """The named optimizer with its hyperparameters injected into the state.
+    """The named optimizer with its hyperparameters injected into the state (as float32).
 
     Unknown hyperparameter names and non-positive learning rates are rejected.
     """
@@ -92,4 +252,21 @@ def make_optimizer(name: str, **hyperparameters: float) -> optax.GradientTransfo
     values = defaults | {k: v for k, v in hyperparameters.items() if v is not None}
     if not values["learning_rate"] > 0:
         raise ConfigError(f"learning_rate must be positive, got {values['learning_rate']}")
-    return optax.inject_hyperparams(factory)(**values)
+    return keep_dtypes(optax.inject_hyperparams(factory, hyperparam_dtype=jnp.float32)(**values))
+
+
+def keep_dtypes(
+    optimizer: optax.GradientTransformationExtraArgs,
+) -> optax.GradientTransformationExtraArgs:
+    """``optimizer`` with its updates in the gradients' dtypes and its state in its own.
+
+    Float32 hyperparameters promote bfloat16 arithmetic to float32; without the casts some optax
+    states (momentum, rmsprop, lion) would change dtype after one step, which breaks
+    ``lax.scan`` loops and recompiles jitted steps.
+    """
+
+    def update(updates, state, params=None, **extra_args):
+        new_updates, new_state = optimizer.update(updates, state, params, **extra_args)
+        return optax.tree.cast_like(new_updates, updates), optax.tree.cast_like(new_state, state)
+
+    return optax.GradientTransformationExtraArgs(optimizer.init, update)

@@ -1,0 +1,123 @@
+"""The lesson's IMDB program: Dense(16, relu) -> Dense(16, relu) -> Dense(1, sigmoid), RMSprop,
+20 epochs of batch 512 validated on the test set, then the loss | accuracy figure.
+
+    python experiments/imdb_baseline.py --seed 0
+
+About 0.4 s per epoch on a 2-core CPU. Writes history.json, curves.png and run.json
+to a new folder under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import jaxlab
+from jaxlab import cli, plotting, results
+from jaxlab.models import ModelConfig, init_params, summary
+from jaxlab.train import TrainConfig, fit, run_keys
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(width) for width in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 16,16, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0, help="all randomness derives from it")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument(
+        "--batch-size", type=int, default=512, help=">= 25000 means full-batch training"
+    )
+    parser.add_argument("--optimizer", default="rmsprop", help="a registered optimizer name")
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="default: the optimizer's"
+    )
+    parser.add_argument("--hidden", type=parse_hidden, default=(16, 16), help="e.g. 16,16")
+    parser.add_argument("--activation", default="relu")
+    parser.add_argument("--kernel-init", default="glorot_uniform")
+    parser.add_argument("--l2", type=float, default=0.0)
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--input-layer", choices=("sparse", "dense"), default="sparse")
+    parser.add_argument(
+        "--train-size", type=int, default=None, help="use only the first N reviews of each split"
+    )
+    cli.add_data_args(parser)
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    config = TrainConfig(
+        model=ModelConfig(
+            hidden=args.hidden,
+            activation=args.activation,
+            kernel_init=args.kernel_init,
+            input_layer=args.input_layer,
+            num_words=args.num_words,
+        ),
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        l2=args.l2,
+        dropout=args.dropout,
+    )
+    (train_data, train_labels), (test_data, test_labels) = jaxlab.load_imdb(
+        num_words=args.num_words, data_dir=args.data_dir
+    )
+    if args.train_size is not None:
+        if args.train_size < 1:
+            raise jaxlab.ConfigError(f"--train-size must be positive, got {args.train_size}")
+        rows = np.arange(min(args.train_size, len(train_data)))
+        train_data, train_labels = train_data.take(rows), train_labels[rows]
+        test_data, test_labels = test_data.take(rows), test_labels[rows]
+    index_word = jaxlab.index_to_word(jaxlab.get_word_index(data_dir=args.data_dir))
+    print("train_data[0][:20] =", train_data[0][:20].tolist())
+    print("train_labels[0] =", int(train_labels[0]))
+    print("index_word[1] =", repr(index_word[1]), " index_word[25] =", repr(index_word[25]))
+    print("decoded review 0:", jaxlab.decode_review(train_data[0], index_word)[:300], "...")
+    x_train = jaxlab.sparse_multi_hot(train_data, args.num_words)
+    x_test = jaxlab.sparse_multi_hot(test_data, args.num_words)
+    print(summary(init_params(config.model, run_keys(args.seed)["init"])))
+
+    run_dir = results.new_run_dir(args.out, "imdb_baseline")
+    start = time.perf_counter()
+
+    def save(epoch: int, history: dict) -> None:
+        results.write_json(run_dir / "history.json", history)
+        results.write_run_info(
+            run_dir,
+            experiment="imdb_baseline",
+            config=config,
+            seed=args.seed,
+            epochs_done=epoch + 1,
+            wall_seconds=time.perf_counter() - start,
+        )
+
+    history = fit(
+        config,
+        (x_train, train_labels.astype(np.float32)),
+        (x_test, test_labels.astype(np.float32)),
+        seed=args.seed,
+        verbose=not args.quiet,
+        on_epoch_end=save,
+    )
+    plotting.plot_history(history, run_dir / "curves.png")
+    best = int(np.argmin(history["val_loss"]))
+    peak = int(np.argmax(history["val_accuracy"]))
+    print(
+        f"min val_loss {history['val_loss'][best]:.4f} (epoch {best + 1}), "
+        f"peak val_accuracy {history['val_accuracy'][peak]:.4f} (epoch {peak + 1}), "
+        f"final train accuracy {history['accuracy'][-1]:.4f}, "
+        f"median epoch {np.median(history['seconds'][1:] or history['seconds']):.3f} s"
+    )
+    print(f"results in {run_dir}")
+
+
+if __name__ == "__main__":
+    cli.run(main, build_parser())

@@ -1,0 +1,65 @@
+"""What every experiment script shares: common options, user modules, clean errors."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from jaxlab.errors import ConfigError, JaxlabError
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("TFDS_DATA_DIR"),
+        help="prepared TFDS data dir holding imdb_reviews (default: $TFDS_DATA_DIR, "
+        "else TFDS downloads it)",
+    )
+    parser.add_argument("--num-words", type=int, default=10000, help="vocabulary size")
+    parser.add_argument(
+        "--out", default="results", help="results root; each run gets a new folder in it"
+    )
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module or .py file first (e.g. one that registers an optimizer); repeatable",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def import_user_module(spec: str) -> None:
+    """Imports ``spec``: a path to a .py file or a dotted module name."""
+    path = Path(spec)
+    if spec.endswith(".py"):
+        if not path.is_file():
+            raise ConfigError(f"--import: no such file {spec}")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[path.stem] = module
+        module_spec.loader.exec_module(module)
+        return
+    try:
+        importlib.import_module(spec)
+    except ModuleNotFoundError as error:
+        raise ConfigError(f"--import: cannot import {spec!r} ({error})") from None
+
+
+def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
+    """Parses arguments and runs ``main``; a user mistake prints one line, not a traceback."""
+    args = parser.parse_args()
+    try:
+        for spec in getattr(args, "imports", []):
+            import_user_module(spec)
+        main(args)
+    except JaxlabError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"{parser.prog}: interrupted; results written so far are kept\n")

@@ -1,0 +1,162 @@
+"""The lesson's classifier as a Flax linen module: pure ``init``/``apply``.
+
+Inputs are either dense ``x_BxV`` arrays or :class:`SparseRows`, the multi-hot batch as
+(row, column, value) triplets. For sparse inputs the first layer can gather the kernel rows of
+each review's words and sum them ("sparse") or build the dense batch and multiply ("dense");
+both give the same numbers and use the same parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+from flax import struct
+
+from jaxlab.activations import ACTIVATIONS
+from jaxlab.errors import ConfigError
+from jaxlab.initializers import INITIALIZERS, zeros_bias
+
+INPUT_LAYERS = ("sparse", "dense")
+
+
+@struct.dataclass
+class SparseRows:
+    """A batch of ``num_rows`` sparse rows: ``x[row_ids[n], columns[n]] += values[n]``.
+
+    Entries with ``row_ids == num_rows`` are padding and contribute nothing.
+    """
+
+    columns: jax.Array  # N int32
+    row_ids: jax.Array  # N int32, in [0, num_rows]
+    values: jax.Array  # N float32
+    num_rows: int = struct.field(pytree_node=False)
+    dim: int = struct.field(pytree_node=False)
+
+    def to_dense(self) -> jax.Array:
+        dense = jnp.zeros((self.num_rows, self.dim), self.values.dtype)
+        return dense.at[self.row_ids, self.columns].add(self.values, mode="drop")
+
+
+class SparseDense(nn.Module):
+    """``Dense`` for :class:`SparseRows`: a gather of kernel rows and a segment sum."""
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.glorot_uniform()
+
+    @nn.compact
+    def __call__(self, x: SparseRows) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (x.dim, self.features))
+        bias = self.param("bias", zeros_bias, (self.features,))
+        rows_NxH = kernel[x.columns] * x.values[:, None]
+        summed_BxH = jax.ops.segment_sum(rows_NxH, x.row_ids, num_segments=x.num_rows)
+        return summed_BxH + bias
+
+
+def layer_names(depth: int) -> list[str]:
+    """The lesson's names: ``input``, ``hidden`` (then ``hidden_2``, ...), ``output``."""
+    hidden = ["hidden"] + [f"hidden_{i}" for i in range(2, depth)]
+    return ["input", *hidden[: depth - 2], "output"]
+
+
+class MLP(nn.Module):
+    """Dense layers with a shared activation and one logit out (sigmoid is in the loss).
+
+    ``dropout_rate`` is an argument of ``__call__`` rather than a field so that a sweep can
+    give each model its own rate; dropout follows every hidden layer, as in Chollet's example.
+    """
+
+    hidden: Sequence[int] = (16, 16)
+    activation: str = "relu"
+    kernel_init: str = "glorot_uniform"
+    input_layer: str = "sparse"
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array | SparseRows,
+        *,
+        dropout_rate: float | jax.Array = 0.0,
+        train: bool = False,
+    ) -> jax.Array:
+        activation = ACTIVATIONS.get(self.activation)
+        init = INITIALIZERS.get(self.kernel_init)
+        names = layer_names(len(self.hidden) + 1)
+        for index, (features, name) in enumerate(zip(self.hidden, names, strict=False)):
+            if index == 0 and isinstance(x, SparseRows) and self.input_layer == "sparse":
+                x = SparseDense(features, kernel_init=init, name=name)(x)
+            else:
+                if isinstance(x, SparseRows):
+                    x = x.to_dense()
+                x = nn.Dense(features, kernel_init=init, bias_init=zeros_bias, name=name)(x)
+            x = activation(x)
+            if train:
+                x = dropout(x, dropout_rate, self.make_rng("dropout"))
+        return nn.Dense(1, kernel_init=init, bias_init=zeros_bias, name=names[-1])(x)[:, 0]
+
+
+def dropout(x: jax.Array, rate: float | jax.Array, key: jax.Array) -> jax.Array:
+    """Inverted dropout whose rate may be a traced value (rate 0 returns x unchanged)."""
+    keep = jax.random.uniform(key, x.shape) >= rate
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What defines the network's shape and initialization."""
+
+    hidden: tuple[int, ...] = (16, 16)
+    activation: str = "relu"
+    kernel_init: str = "glorot_uniform"
+    input_layer: str = "sparse"
+    num_words: int = 10000
+
+    def __post_init__(self) -> None:
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ConfigError(f"hidden widths must be positive integers, got {self.hidden}")
+        ACTIVATIONS.get(self.activation)
+        INITIALIZERS.get(self.kernel_init)
+        if self.input_layer not in INPUT_LAYERS:
+            raise ConfigError(
+                f"unknown input_layer {self.input_layer!r}; choose one of {INPUT_LAYERS}"
+            )
+
+    def module(self) -> MLP:
+        return MLP(tuple(self.hidden), self.activation, self.kernel_init, self.input_layer)
+
+
+def init_params(config: ModelConfig, key: jax.Array):
+    """Parameters of the model from an explicit PRNG key."""
+    dummy = jnp.zeros((1, config.num_words), jnp.float32)
+    return config.module().init(key, dummy)["params"]
+
+
+def summary(params, name: str = "sequential") -> str:
+    """A table like Keras's ``model.summary()``: layer, output shape, parameter count."""
+    rows = []
+    for layer, weights in params.items():
+        count = sum(int(np.prod(w.shape)) for w in jax.tree_util.tree_leaves(weights))
+        width = weights["kernel"].shape[-1]
+        rows.append((f"{layer} (Dense)", f"(None, {width})", f"{count:,}"))
+    total = sum(int(np.prod(w.shape)) for w in jax.tree_util.tree_leaves(params))
+    header = ("Layer (type)", "Output Shape", "Param #")
+    widths = [max(len(r[i]) for r in [header, *rows]) + 4 for i in range(3)]
+    rule = "-" * sum(widths)
+
+    def line(cells):
+        return cells[0].ljust(widths[0]) + cells[1].ljust(widths[1]) + cells[2].rjust(widths[2])
+
+    lines = [f'Model: "{name}"', rule, line(header), "=" * sum(widths)]
+    lines += [line(row) for row in rows]
+    lines += [
+        "=" * sum(widths),
+        f"Total params: {total:,}",
+        f"Trainable params: {total:,}",
+        "Non-trainable params: 0",
+        rule,
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Results directories that describe themselves: config, seed, versions, device, wall time."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def new_run_dir(root: str | os.PathLike, name: str) -> Path:
+    """``root/name-YYYYmmdd-HHMMSS`` (with a suffix if taken), created."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = Path(root)
+    for attempt in range(100):
+        path = root / (f"{name}-{stamp}" + (f"-{attempt}" if attempt else ""))
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a new run directory under {root}")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, mappings, numpy values and tuples as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "items"):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_json(path: str | os.PathLike, value: Any) -> None:
+    """Writes atomically: an interrupted write never leaves a half file behind."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(to_jsonable(value), f, indent=2, allow_nan=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def environment() -> dict[str, Any]:
+    """Versions, backend and devices of this process."""
+    import jax
+
+    versions = {}
+    for package in ("jax", "jaxlib", "flax", "optax", "numpy", "tensorflow-datasets"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    devices = jax.devices()
+    return {
+        "versions": versions,
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in devices],
+        "device_kind": devices[0].device_kind,
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores",
+    }
+
+
+def write_run_info(run_dir: Path, **info: Any) -> None:
+    """``run.json``: what the caller passes (config, seeds, wall time...) plus the environment."""
+    write_json(run_dir / "run.json", {**info, "environment": environment()})

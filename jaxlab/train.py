@@ -1,0 +1,288 @@
+"""Training as pure functions: a jit-compiled epoch of train steps, evaluation, and ``fit``.
+
+Keras's ``fit`` semantics: the training set is reshuffled every epoch (from the run's data key),
+the last partial batch is kept, the epoch's ``loss``/``accuracy`` are sample-weighted means over
+its batches (computed while the weights move), and ``val_*`` use the end-of-epoch weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxlab import batching
+from jaxlab.batching import DeviceData
+from jaxlab.errors import ConfigError
+from jaxlab.models import ModelConfig, init_params
+from jaxlab.optim import make_optimizer, optimizer_defaults
+
+# Keras clips probabilities to [eps, 1 - eps] in binary_crossentropy; clipping the logit
+# to +-log((1 - eps) / eps) is the same thing.
+KERAS_EPSILON = 1e-7
+LOGIT_CLIP = float(np.log((1 - KERAS_EPSILON) / KERAS_EPSILON))
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run except the seed. Immutable once made.
+
+    ``batch_size`` at or above the training-set size means full-batch training (one step
+    per epoch).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: str = "rmsprop"
+    learning_rate: float | None = None  # None: the optimizer's (Keras) default
+    optimizer_args: Mapping[str, float] | tuple[tuple[str, float], ...] = ()
+    epochs: int = 20
+    batch_size: int = 512
+    l2: float = 0.0
+    dropout: float = 0.0
+    eval_batch_size: int = 2500
+
+    def __post_init__(self) -> None:
+        # Stored as sorted pairs so that configs hash: equal configs share compiled code.
+        object.__setattr__(self, "optimizer_args", tuple(sorted(dict(self.optimizer_args).items())))
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not self.l2 >= 0:
+            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.make_optimizer()  # unknown names and hyperparameters fail here, not mid-run
+
+    def make_optimizer(self) -> optax.GradientTransformation:
+        return make_optimizer(
+            self.optimizer, learning_rate=self.learning_rate, **dict(self.optimizer_args)
+        )
+
+    def hyperparameters(self) -> dict[str, float]:
+        """The optimizer's hyperparameters as used (defaults filled in)."""
+        values = optimizer_defaults(self.optimizer) | dict(self.optimizer_args)
+        if self.learning_rate is not None:
+            values["learning_rate"] = self.learning_rate
+        return values
+
+
+@struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+
+
+@struct.dataclass
+class Regularization:
+    """Per-model numbers that enter the loss; arrays so that a sweep can vmap them."""
+
+    l2: jax.Array
+    dropout: jax.Array
+
+
+@struct.dataclass
+class Sums:
+    """Weighted sums over examples: mean loss = loss / count."""
+
+    loss: jax.Array
+    correct: jax.Array
+    count: jax.Array
+
+    def means(self) -> tuple[jax.Array, jax.Array]:
+        return self.loss / self.count, self.correct / self.count
+
+
+def binary_crossentropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Keras's binary cross-entropy (probabilities clipped to [1e-7, 1 - 1e-7]), from logits."""
+    clipped = jnp.clip(logits, -LOGIT_CLIP, LOGIT_CLIP)
+    return optax.sigmoid_binary_cross_entropy(clipped, labels)
+
+
+def l2_penalty(params, strength: jax.Array) -> jax.Array:
+    """Keras's ``l2 * sum(w ** 2)`` over every kernel (biases are not regularized)."""
+    kernels = [layer["kernel"] for layer in params.values()]
+    return strength * sum(jnp.sum(kernel**2) for kernel in kernels)
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """Pure functions for one model, closed over static sizes; vmap them for many models."""
+
+    config: TrainConfig
+    num_train: int
+    train_nonzeros: int
+    eval_nonzeros: int
+    num_eval: int
+
+    @property
+    def batch_size(self) -> int:
+        return min(self.config.batch_size, self.num_train)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.num_train // self.batch_size)
+
+    def nonzeros_needed(self, data: DeviceData, shuffle_key: jax.Array) -> jax.Array:
+        """The most nonzeros in any batch of the epoch that ``shuffle_key`` shuffles."""
+        batches_SxB = batching.shuffled_batches(shuffle_key, self.num_train, self.batch_size)
+        return batching.most_nonzeros(data, batches_SxB)
+
+    def with_room_for(self, nonzeros: int) -> Trainer:
+        """This trainer, with batches large enough for ``nonzeros`` (recompiles)."""
+        return dataclasses.replace(self, train_nonzeros=-(-int(nonzeros) // 1024) * 1024)
+
+    def init(self, key: jax.Array) -> TrainState:
+        params = init_params(self.config.model, key)
+        return TrainState(params, self.config.make_optimizer().init(params))
+
+    def _sums(self, params, inputs, labels, weights, reg, dropout_key) -> tuple[jax.Array, Sums]:
+        train = dropout_key is not None
+        logits = self.config.model.module().apply(
+            {"params": params},
+            inputs,
+            dropout_rate=reg.dropout,
+            train=train,
+            rngs={"dropout": dropout_key} if train else None,
+        )
+        count = jnp.sum(weights)
+        penalty = l2_penalty(params, reg.l2)
+        data_loss = jnp.sum(weights * binary_crossentropy(logits, labels))
+        correct = jnp.sum(weights * ((logits > 0) == (labels > 0.5)))
+        loss = data_loss / jnp.maximum(count, 1.0) + penalty
+        return loss, Sums(data_loss + count * penalty, correct, count)
+
+    def train_step(self, state: TrainState, data: DeviceData, rows_B, reg, dropout_key):
+        """One update on the rows ``rows_B``; returns the new state and the batch's sums."""
+        inputs, labels, weights = batching.gather_batch(data, rows_B, self.train_nonzeros)
+        grad_fn = jax.grad(self._sums, has_aux=True)
+        grads, sums = grad_fn(state.params, inputs, labels, weights, reg, dropout_key)
+        updates, opt_state = self.config.make_optimizer().update(
+            grads, state.opt_state, state.params
+        )
+        return TrainState(optax.apply_updates(state.params, updates), opt_state), sums
+
+    def train_epoch(
+        self,
+        state: TrainState,
+        data: DeviceData,
+        shuffle_key: jax.Array,
+        dropout_key: jax.Array,
+        reg: Regularization,
+    ) -> tuple[TrainState, Sums]:
+        """One pass over the reshuffled training set, as a ``lax.scan`` of train steps."""
+        batches_SxB = batching.shuffled_batches(shuffle_key, self.num_train, self.batch_size)
+
+        def step(state, inputs):
+            index, rows_B = inputs
+            key = jax.random.fold_in(dropout_key, index)
+            return self.train_step(state, data, rows_B, reg, key)
+
+        steps = jnp.arange(batches_SxB.shape[0])
+        state, sums = jax.lax.scan(step, state, (steps, batches_SxB))
+        return state, jax.tree_util.tree_map(jnp.sum, sums)
+
+    def evaluate(self, params, data: DeviceData, reg: Regularization) -> Sums:
+        """Loss (with the L2 penalty, as Keras reports it) and accuracy over a whole dataset."""
+        batch_size = min(self.config.eval_batch_size, self.num_eval)
+        batches_SxB = jnp.asarray(batching.ordered_batches(self.num_eval, batch_size))
+
+        def step(total, rows_B):
+            inputs, labels, weights = batching.gather_batch(data, rows_B, self.eval_nonzeros)
+            _, sums = self._sums(params, inputs, labels, weights, reg, None)
+            return jax.tree_util.tree_map(jnp.add, total, sums), None
+
+        zero = Sums(jnp.zeros(()), jnp.zeros(()), jnp.zeros(()))
+        total, _ = jax.lax.scan(step, zero, batches_SxB)
+        return total
+
+
+# Compiled once per distinct Trainer (a hashable, static argument), shared by every fit.
+train_epoch = jax.jit(Trainer.train_epoch, static_argnums=0, donate_argnums=1)
+nonzeros_needed = jax.jit(Trainer.nonzeros_needed, static_argnums=0)
+evaluate = jax.jit(Trainer.evaluate, static_argnums=0)
+
+
+def make_trainer(config: TrainConfig, train: DeviceData, validation: DeviceData) -> Trainer:
+    """A :class:`Trainer` sized for these datasets."""
+    batch_size = min(config.batch_size, train.num_rows)
+    eval_batch = min(config.eval_batch_size, validation.num_rows)
+    return Trainer(
+        config,
+        num_train=train.num_rows,
+        train_nonzeros=batching.nonzeros_capacity(batching.row_lengths(train), batch_size),
+        eval_nonzeros=batching.max_nonzeros_ordered(batching.row_lengths(validation), eval_batch),
+        num_eval=validation.num_rows,
+    )
+
+
+def run_keys(seed: int) -> dict[str, jax.Array]:
+    """A seed's named keys: ``init`` (weights), ``data`` (shuffling), ``dropout``."""
+    init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
+    return {"init": init_key, "data": data_key, "dropout": dropout_key}
+
+
+def epoch_keys(keys: Mapping[str, jax.Array], epoch: int) -> tuple[jax.Array, jax.Array]:
+    """The shuffle and dropout keys of one epoch."""
+    return jax.random.fold_in(keys["data"], epoch), jax.random.fold_in(keys["dropout"], epoch)
+
+
+def fit(
+    config: TrainConfig,
+    train: tuple[Any, np.ndarray],
+    validation: tuple[Any, np.ndarray],
+    seed: int = 0,
+    *,
+    verbose: bool = True,
+    on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None = None,
+) -> dict[str, list[float]]:
+    """Keras's ``model.fit`` for one model.
+
+    Args:
+      config: the run's configuration.
+      train, validation: ``(inputs, labels)``, inputs a SparseMultiHot or a dense 2-D array.
+      seed: everything random (weights, data order, dropout) derives from it.
+      verbose: show a per-epoch progress bar.
+      on_epoch_end: called with ``(epoch, history)`` after every epoch (e.g. to save progress).
+
+    Returns:
+      The history: per-epoch ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` and
+      ``seconds`` (wall time of the epoch, compilation included in the first).
+    """
+    from tqdm.auto import tqdm
+
+    train_data = batching.to_device_data(*train)
+    val_data = batching.to_device_data(*validation)
+    trainer = make_trainer(config, train_data, val_data)
+    keys = run_keys(seed)
+    reg = Regularization(jnp.float32(config.l2), jnp.float32(config.dropout))
+    state = trainer.init(keys["init"])
+    history: dict[str, list[float]] = {name: [] for name in (*METRICS, "seconds")}
+    bar = tqdm(range(config.epochs), desc="epochs", unit="epoch", disable=not verbose)
+    for epoch in bar:
+        start = time.perf_counter()
+        shuffle_key, dropout_key = epoch_keys(keys, epoch)
+        needed = int(nonzeros_needed(trainer, train_data, shuffle_key))
+        if needed > trainer.train_nonzeros:  # a rare shuffle: make room, never truncate
+            trainer = trainer.with_room_for(needed)
+        state, train_sums = train_epoch(trainer, state, train_data, shuffle_key, dropout_key, reg)
+        val_sums = evaluate(trainer, state.params, val_data, reg)
+        values = (*train_sums.means(), *val_sums.means())
+        for name, value in zip(METRICS, values, strict=True):
+            history[name].append(float(value))
+        history["seconds"].append(time.perf_counter() - start)
+        bar.set_postfix({name: f"{history[name][-1]:.4f}" for name in METRICS})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+    return history
