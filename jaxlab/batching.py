@@ -74,12 +74,11 @@ def shuffled_batches(key: jax.Array, num_rows: int, batch_size: int) -> jax.Arra
     return padded.reshape(steps, batch_size)
 
 
-def ordered_batches(num_rows: int, batch_size: int) -> np.ndarray:
+def ordered_batches(num_rows: int, batch_size: int) -> jax.Array:
     """Rows in order, cut into batches, the last one padded with -1 (S x B)."""
     steps = -(-num_rows // batch_size)
-    padded = np.full(steps * batch_size, -1, np.int32)
-    padded[:num_rows] = np.arange(num_rows)
-    return padded.reshape(steps, batch_size)
+    rows = jnp.arange(steps * batch_size, dtype=jnp.int32)
+    return jnp.where(rows < num_rows, rows, -1).reshape(steps, batch_size)
 
 
 def nonzeros_capacity(lengths: np.ndarray, batch_size: int, sigmas: float = 10.0) -> int:
@@ -104,7 +103,7 @@ def most_nonzeros(data: DeviceData, batches_SxB: jax.Array) -> jax.Array:
 
 def max_nonzeros_ordered(lengths: np.ndarray, batch_size: int) -> int:
     """The most nonzeros in any batch of :func:`ordered_batches`."""
-    batches = ordered_batches(len(lengths), batch_size)
+    batches = np.asarray(ordered_batches(len(lengths), batch_size))
     padded = np.concatenate([lengths, [0]])
     return int(padded[batches].sum(axis=1).max())
 

@@ -196,7 +196,7 @@ class Trainer:
     def evaluate(self, params, data: DeviceData, reg: Regularization) -> Sums:
         """Loss (with the L2 penalty, as Keras reports it) and accuracy over a whole dataset."""
         batch_size = min(self.config.eval_batch_size, self.num_eval)
-        batches_SxB = jnp.asarray(batching.ordered_batches(self.num_eval, batch_size))
+        batches_SxB = batching.ordered_batches(self.num_eval, batch_size)
 
         def step(total, rows_B):
             inputs, labels, weights = batching.gather_batch(data, rows_B, self.eval_nonzeros)
