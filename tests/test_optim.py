@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def import_example() -> types.ModuleType:
-    """examples/custom_optimizer.py, imported once by path as user code would be."""
-    name = "custom_optimizer_example"
+    """examples/custom_optimizer.py, imported once by path as ``--import`` does it."""
+    name = "custom_optimizer"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, REPO / "examples/custom_optimizer.py")
         module = importlib.util.module_from_spec(spec)
