@@ -227,9 +227,13 @@ def make_trainer(config: TrainConfig, train: DeviceData, validation: DeviceData)
     )
 
 
-def run_keys(seed: int) -> dict[str, jax.Array]:
-    """A seed's named keys: ``init`` (weights), ``data`` (shuffling), ``dropout``."""
+def run_keys(seed: int, data_seed: int | None = None) -> dict[str, jax.Array]:
+    """Named keys: ``init`` (weights) from ``seed``; ``data`` (shuffling) and ``dropout``
+    from ``data_seed`` (default: ``seed``), so init and data-order variance can be studied apart.
+    """
     init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
+    if data_seed is not None and data_seed != seed:
+        _, data_key, dropout_key = jax.random.split(jax.random.key(data_seed), 3)
     return {"init": init_key, "data": data_key, "dropout": dropout_key}
 
 
@@ -244,6 +248,7 @@ def fit(
     validation: tuple[Any, np.ndarray],
     seed: int = 0,
     *,
+    data_seed: int | None = None,
     verbose: bool = True,
     on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None = None,
 ) -> dict[str, list[float]]:
@@ -253,6 +258,7 @@ def fit(
       config: the run's configuration.
       train, validation: ``(inputs, labels)``, inputs a SparseMultiHot or a dense 2-D array.
       seed: everything random (weights, data order, dropout) derives from it.
+      data_seed: if given, the data order and dropout derive from it instead.
       verbose: show a per-epoch progress bar.
       on_epoch_end: called with ``(epoch, history)`` after every epoch (e.g. to save progress).
 
@@ -265,7 +271,7 @@ def fit(
     train_data = batching.to_device_data(*train)
     val_data = batching.to_device_data(*validation)
     trainer = make_trainer(config, train_data, val_data)
-    keys = run_keys(seed)
+    keys = run_keys(seed, data_seed)
     reg = Regularization(jnp.float32(config.l2), jnp.float32(config.dropout))
     state = trainer.init(keys["init"])
     history: dict[str, list[float]] = {name: [] for name in (*METRICS, "seconds")}

@@ -1,0 +1,305 @@
+"""Many models in one compiled program: seeds x initializers x hyperparameters with ``vmap``.
+
+A sweep is a base :class:`TrainConfig`, a grid ``{field: values}`` and a list of seeds. Fields
+that keep the shapes of the program (``kernel_init``, ``learning_rate`` and the optimizer's other
+numeric hyperparameters, ``l2``, ``dropout``) are vmapped: all their models train together in
+one ``jax.jit``. Fields that change it (``hidden``, ``activation``, ``batch_size``,
+``optimizer``, ``input_layer``) split the sweep into compiled groups run one after another
+through the same code. The models axis is sharded over all devices; the data is held once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxlab import batching
+from jaxlab.batching import DeviceData
+from jaxlab.errors import ConfigError
+from jaxlab.models import ModelConfig, init_params
+from jaxlab.optim import OPTIMIZERS, optimizer_defaults
+from jaxlab.sweep_results import SweepResult
+from jaxlab.train import (
+    METRICS,
+    Regularization,
+    TrainConfig,
+    TrainState,
+    Trainer,
+    epoch_keys,
+    make_trainer,
+    run_keys,
+)
+
+MODEL_FIELDS = ("hidden", "activation", "input_layer")  # change the compiled program
+TRAIN_FIELDS = ("batch_size", "optimizer")
+DATA_ORDERS = ("shared", "per_model")
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+    """Per-model inputs of one compiled group (leading axis: models)."""
+
+    seeds: np.ndarray  # M int
+    init_index: np.ndarray  # M int, into the group's initializer names
+    hyperparameters: dict[str, np.ndarray]  # name -> M float32
+    l2: np.ndarray
+    dropout: np.ndarray
+
+
+def _static_fields(grid: Mapping[str, Sequence]) -> list[str]:
+    return [name for name in grid if name in MODEL_FIELDS + TRAIN_FIELDS]
+
+
+def _group_config(base: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
+    model_changes = {k: v for k, v in values.items() if k in MODEL_FIELDS}
+    train_changes = {k: v for k, v in values.items() if k in TRAIN_FIELDS}
+    if "hidden" in model_changes:
+        model_changes["hidden"] = tuple(model_changes["hidden"])
+    model = dataclasses.replace(base.model, **model_changes)
+    return dataclasses.replace(base, model=model, **train_changes)
+
+
+def check_grid(base: TrainConfig, grid: Mapping[str, Sequence], seeds: Sequence[int]) -> None:
+    """Every axis known, non-empty and valid; raises ConfigError otherwise."""
+    if len(seeds) == 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
+    for name, values in grid.items():
+        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
+            raise ConfigError(f"grid axis {name!r} needs a non-empty list of values")
+        if name == "seed":
+            raise ConfigError("seeds are given separately, not as a grid axis")
+    static = {name: grid[name] for name in _static_fields(grid)}
+    for values in itertools.product(*static.values()):
+        group = _group_config(base, dict(zip(static, values, strict=True)))
+        allowed = set(optimizer_defaults(group.optimizer)) | {"kernel_init", "l2", "dropout"}
+        for name, axis in grid.items():
+            if name in static:
+                continue
+            if name not in allowed:
+                raise ConfigError(
+                    f"unknown grid axis {name!r} for optimizer {group.optimizer!r}; sweepable: "
+                    f"{', '.join(sorted(allowed | set(MODEL_FIELDS + TRAIN_FIELDS)))}"
+                )
+            for value in axis:  # validate each value through the configs' own checks
+                if name == "kernel_init":
+                    dataclasses.replace(group.model, kernel_init=value)
+                elif name in ("l2", "dropout"):
+                    dataclasses.replace(group, **{name: value})
+                elif name == "learning_rate":
+                    dataclasses.replace(group, learning_rate=value)
+                else:
+                    args = dict(group.optimizer_args) | {name: value}
+                    dataclasses.replace(group, optimizer_args=args)
+
+
+def _models(group: TrainConfig, axes: Mapping[str, Sequence], seeds: Sequence[int]) -> Models:
+    """The group's models: the product of its vmapped axes, seeds varying fastest."""
+    combos = list(itertools.product(*axes.values(), seeds))
+    columns = {name: [combo[i] for combo in combos] for i, name in enumerate(axes)}
+    inits = list(axes.get("kernel_init", [group.model.kernel_init]))
+    defaults = group.hyperparameters()
+    count = len(combos)
+
+    def column(name: str, default: float) -> np.ndarray:
+        return np.asarray(columns.get(name, [default] * count), np.float32)
+
+    return Models(
+        seeds=np.asarray([combo[-1] for combo in combos]),
+        init_index=np.asarray(
+            [inits.index(v) for v in columns.get("kernel_init", [inits[0]] * count)]
+        ),
+        hyperparameters={name: column(name, value) for name, value in defaults.items()},
+        l2=column("l2", group.l2),
+        dropout=column("dropout", group.dropout),
+    )
+
+
+def _init_one(
+    group: TrainConfig, init_names: tuple[str, ...], key, init_index, hyperparameters
+) -> TrainState:
+    branches = [
+        lambda k, name=name: init_params(dataclasses.replace(group.model, kernel_init=name), k)
+        for name in init_names
+    ]
+    params = jax.lax.switch(init_index, branches, key)
+    optimizer = optax.inject_hyperparams(OPTIMIZERS.get(group.optimizer))(**hyperparameters)
+    return TrainState(params, optimizer.init(params))
+
+
+def _init_keys(seeds: np.ndarray) -> jax.Array:
+    return jax.vmap(lambda s: jax.random.split(jax.random.key(s), 3)[0])(jnp.asarray(seeds))
+
+
+def _stream_keys(seeds: np.ndarray, epoch: int) -> tuple[jax.Array, jax.Array]:
+    """Shuffle and dropout keys of an epoch as :func:`train.epoch_keys` makes them: one pair
+    for a scalar seed (shared data order), one per model for an array of seeds."""
+
+    def one(seed):
+        return epoch_keys(run_keys(seed), epoch)
+
+    return one(int(seeds)) if np.ndim(seeds) == 0 else jax.vmap(one)(jnp.asarray(seeds))
+
+
+# Compiled once per (trainer, data order); the trainer is static and hashable.
+def _epoch(trainer: Trainer, per_model: bool, state, data, shuffle_keys, dropout_keys, reg):
+    axis = 0 if per_model else None
+    epoch = jax.vmap(trainer.train_epoch, in_axes=(0, None, axis, axis, 0))
+    return epoch(state, data, shuffle_keys, dropout_keys, reg)
+
+
+def _evaluate(trainer: Trainer, state, data, reg):
+    return jax.vmap(trainer.evaluate, in_axes=(0, None, 0))(state.params, data, reg)
+
+
+def _needed(trainer: Trainer, per_model: bool, data, shuffle_keys):
+    if not per_model:
+        return trainer.nonzeros_needed(data, shuffle_keys)
+    return jnp.max(jax.vmap(trainer.nonzeros_needed, in_axes=(None, 0))(data, shuffle_keys))
+
+
+sweep_epoch = jax.jit(_epoch, static_argnums=(0, 1), donate_argnums=2)
+sweep_evaluate = jax.jit(_evaluate, static_argnums=0)
+sweep_needed = jax.jit(_needed, static_argnums=(0, 1))
+
+
+def available_memory(device: jax.Device) -> int | None:
+    """Bytes one device can hold: the accelerator's limit, or the host's available memory."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def estimate_bytes(trainer: Trainer, models_per_device: int, data_bytes: int) -> int:
+    """A generous estimate of one device's peak memory for a group, before compiling."""
+    shapes = jax.eval_shape(trainer.init, jax.random.key(0))
+    state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
+    params = jax.tree.leaves(shapes.params)
+    param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in params)
+    width = max(trainer.config.model.hidden)
+    rows = max(trainer.train_nonzeros, trainer.eval_nonzeros)
+    activations = 3 * rows * width * 4 + 8 * trainer.batch_size * width * 4
+    per_model = 2 * state_bytes + 2 * param_bytes + activations
+    return models_per_device * per_model + data_bytes
+
+
+def _mesh() -> Mesh:
+    return Mesh(np.asarray(jax.devices()), ("models",))
+
+
+def run_sweep(
+    base: TrainConfig,
+    grid: Mapping[str, Sequence],
+    seeds: Sequence[int],
+    train: tuple[Any, np.ndarray],
+    validation: tuple[Any, np.ndarray],
+    *,
+    data_order: str = "shared",
+    data_seed: int = 0,
+    check_memory: bool = True,
+    verbose: bool = True,
+    on_epoch_end: Callable[[SweepResult], None] | None = None,
+) -> SweepResult:
+    """Trains every model of ``grid x seeds``; returns their histories with named axes.
+
+    Args:
+      base: the configuration each model starts from.
+      grid: ``{field: values}``; see the module docstring for what can be swept.
+      seeds: each model's seed sets its initialization (and, with ``data_order="per_model"``,
+        its data order and dropout).
+      data_order: ``"shared"``: every model sees the same batches, shuffled from
+        ``data_seed`` (cheapest); ``"per_model"``: fully independent replicates.
+      check_memory: refuse a sweep whose estimated memory exceeds what a device has.
+      on_epoch_end: called with the partial result after every epoch (e.g. to save it).
+    """
+    from tqdm.auto import tqdm
+
+    if data_order not in DATA_ORDERS:
+        raise ConfigError(f"data_order must be one of {DATA_ORDERS}, got {data_order!r}")
+    seeds = [int(s) for s in seeds]
+    check_grid(base, grid, seeds)
+    per_model = data_order == "per_model"
+    mesh = _mesh()
+    replicated = NamedSharding(mesh, PartitionSpec())
+    by_model = NamedSharding(mesh, PartitionSpec("models"))
+    train_data = jax.device_put(batching.to_device_data(*train), replicated)
+    val_data = jax.device_put(batching.to_device_data(*validation), replicated)
+    data_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves((train_data, val_data)))
+
+    static = {name: list(grid[name]) for name in _static_fields(grid)}
+    vmapped = {name: list(values) for name, values in grid.items() if name not in static}
+    result = SweepResult.empty(base, grid, seeds, data_order, data_seed)
+    groups = list(itertools.product(*static.values()))
+    for group_number, static_values in enumerate(groups):
+        group_fixed = dict(zip(static, static_values, strict=True))
+        group = _group_config(base, group_fixed)
+        models = _models(group, vmapped, seeds)
+        count = len(models.seeds)
+        padded = math.ceil(count / mesh.size) * mesh.size
+        take = np.r_[np.arange(count), np.zeros(padded - count, int)]  # pad with model 0
+
+        trainer = make_trainer(group, train_data, val_data)
+        if check_memory:
+            _check_memory(trainer, padded // mesh.size, data_bytes, count)
+        init_names = tuple(vmapped.get("kernel_init", [group.model.kernel_init]))
+        hyper = {k: jax.device_put(v[take], by_model) for k, v in models.hyperparameters.items()}
+        init = jax.jit(
+            jax.vmap(lambda key, index, hp: _init_one(group, init_names, key, index, hp)),
+            out_shardings=by_model,
+        )
+        state = init(
+            jax.device_put(_init_keys(models.seeds[take]), by_model),
+            jax.device_put(models.init_index[take], by_model),
+            hyper,
+        )
+        reg = jax.device_put(Regularization(models.l2[take], models.dropout[take]), by_model)
+        stream_seeds = models.seeds[take] if per_model else np.asarray(data_seed)
+        label = f"group {group_number + 1}/{len(groups)} ({count} models)"
+        bar = tqdm(range(group.epochs), desc=label, unit="epoch", disable=not verbose)
+        for epoch in bar:
+            start = time.perf_counter()
+            shuffle_keys, dropout_keys = _stream_keys(stream_seeds, epoch)
+            needed = int(sweep_needed(trainer, per_model, train_data, shuffle_keys))
+            if needed > trainer.train_nonzeros:
+                trainer = trainer.with_room_for(needed)
+            state, train_sums = sweep_epoch(
+                trainer, per_model, state, train_data, shuffle_keys, dropout_keys, reg
+            )
+            val_sums = sweep_evaluate(trainer, state, val_data, reg)
+            values = [np.asarray(v)[:count] for v in (*train_sums.means(), *val_sums.means())]
+            result.record(group_fixed, vmapped, epoch, dict(zip(METRICS, values, strict=True)))
+            result.seconds.append(time.perf_counter() - start)
+            bar.set_postfix(diverged=int(result.diverged_count()))
+            if on_epoch_end is not None:
+                on_epoch_end(result)
+    return result
+
+
+def _check_memory(trainer: Trainer, per_device: int, data_bytes: int, count: int) -> None:
+    needed = estimate_bytes(trainer, per_device, data_bytes)
+    available = available_memory(jax.devices()[0])
+    if available is not None and needed > 0.8 * available:
+        raise ConfigError(
+            f"a group of {count} models needs about {needed / 2**30:.1f} GiB per device but "
+            f"only {available / 2**30:.1f} GiB is available; use fewer seeds or grid values, "
+            "more devices, or split the sweep"
+        )
+
+
+def unit_of(model: ModelConfig) -> str:
+    return f"{'-'.join(map(str, model.hidden))} {model.activation}"

@@ -1,0 +1,198 @@
+"""A sweep's histories with named axes, their summaries over seeds, and their files."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxlab.results import to_jsonable, write_json
+
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """Per-model histories, ``histories[metric][i_axis0, ..., i_seed, epoch]``.
+
+    ``axes`` lists ``(name, values)`` in grid order, then ``("seed", seeds)``. Models whose loss
+    became NaN or infinite have ``diverged_epoch >= 0`` (0-based) and are left out of
+    :meth:`summary`; NaN marks epochs not (yet) run.
+    """
+
+    axes: list[tuple[str, list]]
+    histories: dict[str, np.ndarray]
+    diverged_epoch: np.ndarray
+    seconds: list[float]
+    meta: dict[str, Any]
+
+    @classmethod
+    def empty(cls, base, grid: Mapping[str, Sequence], seeds, data_order: str, data_seed: int):
+        axes = [(name, list(values)) for name, values in grid.items()] + [("seed", list(seeds))]
+        shape = tuple(len(values) for _, values in axes)
+        nan = np.full((*shape, base.epochs), np.nan, np.float32)
+        return cls(
+            axes=axes,
+            histories={metric: nan.copy() for metric in METRICS},
+            diverged_epoch=np.full(shape, -1, np.int32),
+            seconds=[],
+            meta={"base": to_jsonable(base), "data_order": data_order, "data_seed": data_seed},
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.axes]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(values) for _, values in self.axes)
+
+    def values(self, name: str) -> list:
+        return dict(self.axes)[name]
+
+    def _index(self, name: str, value) -> int:
+        return self.values(name).index(value)
+
+    def record(
+        self,
+        group_fixed: Mapping[str, Any],
+        vmapped: Mapping[str, Sequence],
+        epoch: int,
+        metrics: Mapping[str, np.ndarray],
+    ) -> None:
+        """Stores one epoch of a compiled group; its models are ``product(vmapped, seeds)``."""
+        order = [*vmapped, "seed"]
+        combos = itertools.product(*[vmapped[name] for name in vmapped], self.values("seed"))
+        for model, combo in enumerate(combos):
+            where = dict(zip(order, combo, strict=True)) | dict(group_fixed)
+            index = tuple(self._index(name, where[name]) for name in self.names)
+            for metric in METRICS:
+                self.histories[metric][(*index, epoch)] = metrics[metric][model]
+            finite = np.isfinite(metrics["loss"][model]) and np.isfinite(metrics["val_loss"][model])
+            if not finite and self.diverged_epoch[index] < 0:
+                self.diverged_epoch[index] = epoch
+
+    def diverged_count(self) -> int:
+        return int(np.sum(self.diverged_epoch >= 0))
+
+    def configs(self) -> list[dict[str, Any]]:
+        """Every combination of the non-seed axes, as ``{name: value}``."""
+        axes = self.axes[:-1]
+        return [
+            dict(zip([n for n, _ in axes], combo, strict=True))
+            for combo in itertools.product(*[values for _, values in axes])
+        ]
+
+    def select(self, config: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """One config's histories, ``[seed, epoch]`` per metric, diverged seeds as NaN rows."""
+        index = tuple(self._index(name, config[name]) for name in self.names[:-1])
+        out = {metric: self.histories[metric][index].copy() for metric in METRICS}
+        bad = self.diverged_epoch[index] >= 0
+        for values in out.values():
+            values[bad] = np.nan
+        return out
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per config, over its seeds that did not diverge: the lesson's key numbers."""
+        rows = []
+        for config in self.configs():
+            curves = self.select(config)
+            ok = ~np.isnan(curves["val_loss"]).all(axis=1)
+            row = {**config, "seeds": int(ok.size), "diverged": int((~ok).sum())}
+            if ok.any():
+                val_loss, val_acc = curves["val_loss"][ok], curves["val_accuracy"][ok]
+                done = ~np.isnan(val_loss).any(axis=0)
+                val_loss, val_acc = val_loss[:, done], val_acc[:, done]
+                stats = {
+                    "peak_val_accuracy": val_acc.max(axis=1),
+                    "epoch_peak_val_accuracy": val_acc.argmax(axis=1) + 1.0,
+                    "min_val_loss": val_loss.min(axis=1),
+                    "epoch_min_val_loss": val_loss.argmin(axis=1) + 1.0,
+                    "final_val_loss": val_loss[:, -1],
+                    "final_val_accuracy": val_acc[:, -1],
+                    "final_accuracy": curves["accuracy"][ok][:, done][:, -1],
+                }
+                for name, per_seed in stats.items():
+                    row[f"{name}_mean"] = float(per_seed.mean())
+                    row[f"{name}_std"] = float(per_seed.std())
+                    row[f"{name}_min"] = float(per_seed.min())
+                    row[f"{name}_max"] = float(per_seed.max())
+            rows.append(row)
+        return rows
+
+    def label(self, config: Mapping[str, Any]) -> str:
+        return ", ".join(f"{name}={_short(value)}" for name, value in config.items()) or "all"
+
+    def curves(self) -> dict[str, dict[str, np.ndarray]]:
+        """``{label: {metric: [seed, epoch]}}`` for :func:`plotting.plot_bands`."""
+        return {self.label(config): self.select(config) for config in self.configs()}
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """``histories.npz``, tidy ``histories.csv``, ``summary.csv`` and ``summary.json``."""
+        directory = Path(directory)
+        arrays = {f"history_{metric}": values for metric, values in self.histories.items()}
+        arrays["diverged_epoch"] = self.diverged_epoch
+        axes_json = json.dumps(to_jsonable(self.axes))
+        _atomic(
+            directory / "histories.npz",
+            lambda f: np.savez(f, axes=np.frombuffer(axes_json.encode(), np.uint8), **arrays),
+        )
+        _atomic(directory / "histories.csv", self._write_tidy_csv)
+        summary = self.summary()
+        write_json(directory / "summary.json", {"meta": self.meta, "summary": summary})
+        _atomic(directory / "summary.csv", lambda f: _write_rows(f, summary), text=True)
+
+    def _write_tidy_csv(self, f) -> None:
+        import io
+
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow([*self.names, "epoch", *METRICS, "diverged"])
+        epochs = self.histories["loss"].shape[-1]
+        for index in np.ndindex(*self.shape):
+            values = [_short(self.axes[i][1][j]) for i, j in enumerate(index)]
+            diverged = int(self.diverged_epoch[index] >= 0)
+            for epoch in range(epochs):
+                metrics = [self.histories[m][(*index, epoch)] for m in METRICS]
+                if np.isnan(metrics).all():
+                    continue
+                writer.writerow([*values, epoch + 1, *(f"{m:.6g}" for m in metrics), diverged])
+        f.write(text.getvalue().encode())
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> SweepResult:
+        directory = Path(directory)
+        with np.load(directory / "histories.npz", allow_pickle=False) as npz:
+            axes = [(n, v) for n, v in json.loads(npz["axes"].tobytes().decode())]
+            histories = {m: npz[f"history_{m}"] for m in METRICS}
+            diverged = npz["diverged_epoch"]
+        meta = json.loads((directory / "summary.json").read_text())["meta"]
+        return cls(axes, histories, diverged, [], meta)
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return "-".join(map(str, value))
+    return value
+
+
+def _write_rows(f, rows: list[dict[str, Any]]) -> None:
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(f, fieldnames=names)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _short(v) for k, v in row.items()})
+
+
+def _atomic(path: Path, write, text: bool = False) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w" if text else "wb", newline="" if text else None) as f:
+        write(f)
+    os.replace(tmp, path)
