@@ -11,6 +11,7 @@ through the same code. The models axis is sharded over all devices; the data is 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -24,17 +25,16 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxlab import batching
-from jaxlab.batching import DeviceData
 from jaxlab.errors import ConfigError
-from jaxlab.models import ModelConfig, init_params
+from jaxlab.models import init_params
 from jaxlab.optim import OPTIMIZERS, optimizer_defaults
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import (
     METRICS,
     Regularization,
     TrainConfig,
-    TrainState,
     Trainer,
+    TrainState,
     epoch_keys,
     make_trainer,
     run_keys,
@@ -259,8 +259,7 @@ def run_sweep(
         init_names = tuple(vmapped.get("kernel_init", [group.model.kernel_init]))
         hyper = {k: jax.device_put(v[take], by_model) for k, v in models.hyperparameters.items()}
         init = jax.jit(
-            jax.vmap(lambda key, index, hp: _init_one(group, init_names, key, index, hp)),
-            out_shardings=by_model,
+            jax.vmap(functools.partial(_init_one, group, init_names)), out_shardings=by_model
         )
         state = init(
             jax.device_put(_init_keys(models.seeds[take]), by_model),
@@ -299,7 +298,3 @@ def _check_memory(trainer: Trainer, per_device: int, data_bytes: int, count: int
             f"only {available / 2**30:.1f} GiB is available; use fewer seeds or grid values, "
             "more devices, or split the sweep"
         )
-
-
-def unit_of(model: ModelConfig) -> str:
-    return f"{'-'.join(map(str, model.hidden))} {model.activation}"
