@@ -12,6 +12,8 @@ from pathlib import Path
 
 from jaxlab.errors import ConfigError, JaxlabError
 
+__all__ = ["ConfigError", "JaxlabError", "add_data_args", "import_user_module", "run"]
+
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -219,3 +219,28 @@ def index_to_word(word_index: dict[str, int]) -> dict[int, str]:
 def decode_review(sequence, index_word: dict[int, str]) -> str:
     """The lesson's ``' '.join(index_word.get(i - 3, '?') for i in sequence)``."""
     return text.decode(sequence, index_word)
+
+
+def load_imdb_multi_hot(
+    num_words: int = 10000,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+):
+    """The lesson's model inputs: ``(x_train, y_train), (x_test, y_test)``.
+
+    Inputs are :class:`~jaxlab.encoding.SparseMultiHot` (``num_words`` wide), labels float32.
+    ``limit`` keeps only the first ``limit`` reviews of each split (quick runs).
+    """
+    from jaxlab.encoding import sparse_multi_hot
+
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+    splits = load_imdb(num_words, data_dir, cache_dir)
+    out = []
+    for sequences, labels in splits:
+        if limit is not None:
+            rows = np.arange(min(limit, len(sequences)))
+            sequences, labels = sequences.take(rows), labels[rows]
+        out.append((sparse_multi_hot(sequences, num_words), labels.astype(np.float32)))
+    return out[0], out[1]

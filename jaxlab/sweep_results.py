@@ -196,3 +196,31 @@ def _atomic(path: Path, write, text: bool = False) -> None:
     with open(tmp, "w" if text else "wb", newline="" if text else None) as f:
         write(f)
     os.replace(tmp, path)
+
+
+def summary_table(result: SweepResult, columns: Sequence[str] | None = None) -> str:
+    """A Markdown table of :meth:`SweepResult.summary`: mean ± std over seeds per config."""
+    columns = columns or (
+        "peak_val_accuracy",
+        "epoch_peak_val_accuracy",
+        "min_val_loss",
+        "epoch_min_val_loss",
+        "final_val_loss",
+        "final_accuracy",
+    )
+    rows = result.summary()
+    names = result.names[:-1]
+    header = [*names, "seeds", *(c.replace("_", " ") for c in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        ok = row["seeds"] - row["diverged"]
+        seeds = f"{ok}/{row['seeds']}" if row["diverged"] else str(ok)
+        cells = [str(_short(row[name])) for name in names] + [seeds]
+        for column in columns:
+            if f"{column}_mean" not in row:
+                cells.append("diverged")
+                continue
+            digits = 1 if column.startswith("epoch") else 4
+            cells.append(f"{row[f'{column}_mean']:.{digits}f} ± {row[f'{column}_std']:.{digits}f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
