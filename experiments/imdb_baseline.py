@@ -1,15 +1,18 @@
 """The lesson's IMDB program: Dense(16, relu) -> Dense(16, relu) -> Dense(1, sigmoid), RMSprop,
 20 epochs of batch 512 validated on the test set, then the loss | accuracy figure.
 
-    python experiments/imdb_baseline.py --seed 0
+    python experiments/imdb_baseline.py                 # seed 0
+    python experiments/imdb_baseline.py --seed 0,1,2,3,4
 
-About 0.4 s per epoch on a 2-core CPU. Writes history.json, curves.png and run.json
-to a new folder under --out.
+Writes history-seed<N>.json, curves-seed<N>.png and run.json (config, versions, device, wall
+time, peak memory) to a new folder under --out, and prints a table of the lesson's numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import sys
 import time
 
 import numpy as np
@@ -27,9 +30,36 @@ def parse_hidden(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected widths like 16,16, got {text!r}") from None
 
 
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0 or 0,1,2, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"repeated seed in {text!r}")
+    return seeds
+
+
+def lesson_numbers(history: dict) -> dict:
+    """The numbers the lesson's figure is read for."""
+    best, peak = int(np.argmin(history["val_loss"])), int(np.argmax(history["val_accuracy"]))
+    return {
+        "min_val_loss": history["val_loss"][best],
+        "epoch_min_val_loss": best + 1,
+        "peak_val_accuracy": history["val_accuracy"][peak],
+        "epoch_peak_val_accuracy": peak + 1,
+        "final_accuracy": history["accuracy"][-1],
+        "final_val_loss": history["val_loss"][-1],
+        "final_val_accuracy": history["val_accuracy"][-1],
+        "median_epoch_seconds": float(np.median(history["seconds"][1:] or history["seconds"])),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seed", type=int, default=0, help="all randomness derives from it")
+    parser.add_argument(
+        "--seed", type=parse_seeds, default=[0], help="seed or comma-separated seeds (0,1,2)"
+    )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument(
         "--batch-size", type=int, default=512, help=">= 25000 means full-batch training"
@@ -83,40 +113,63 @@ def main(args: argparse.Namespace) -> None:
     print("decoded review 0:", jaxlab.decode_review(train_data[0], index_word)[:300], "...")
     x_train = jaxlab.sparse_multi_hot(train_data, args.num_words)
     x_test = jaxlab.sparse_multi_hot(test_data, args.num_words)
-    print(summary(init_params(config.model, run_keys(args.seed)["init"])))
+    print(summary(init_params(config.model, run_keys(args.seed[0])["init"])))
 
     run_dir = results.new_run_dir(args.out, "imdb_baseline")
     start = time.perf_counter()
+    rows = {}
+    for seed in args.seed:
 
-    def save(epoch: int, history: dict) -> None:
-        results.write_json(run_dir / "history.json", history)
-        results.write_run_info(
-            run_dir,
-            experiment="imdb_baseline",
-            config=config,
-            seed=args.seed,
-            epochs_done=epoch + 1,
-            wall_seconds=time.perf_counter() - start,
+        def save(epoch: int, history: dict, seed=seed) -> None:
+            results.write_json(run_dir / f"history-seed{seed}.json", history)
+            results.write_run_info(
+                run_dir,
+                experiment="imdb_baseline",
+                config=config,
+                seeds=args.seed,
+                seeds_done=list(rows),
+                wall_seconds=time.perf_counter() - start,
+                peak_rss_mib=peak_rss_mib(),
+            )
+
+        history = fit(
+            config,
+            (x_train, train_labels.astype(np.float32)),
+            (x_test, test_labels.astype(np.float32)),
+            seed=seed,
+            verbose=not args.quiet,
+            on_epoch_end=save,
         )
+        plotting.plot_history(history, run_dir / f"curves-seed{seed}.png")
+        rows[seed] = lesson_numbers(history)
+        save(config.epochs - 1, history)
+    table = numbers_table(rows)
+    (run_dir / "summary.md").write_text(table + "\n")
+    print(table)
+    print(f"peak memory {peak_rss_mib():.0f} MiB; results in {run_dir}")
 
-    history = fit(
-        config,
-        (x_train, train_labels.astype(np.float32)),
-        (x_test, test_labels.astype(np.float32)),
-        seed=args.seed,
-        verbose=not args.quiet,
-        on_epoch_end=save,
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def numbers_table(rows: dict[int, dict]) -> str:
+    header = (
+        "| seed | min val_loss (epoch) | peak val_accuracy (epoch) | epoch-N train accuracy "
+        "| epoch-N val_loss / val_accuracy | s per epoch |"
     )
-    plotting.plot_history(history, run_dir / "curves.png")
-    best = int(np.argmin(history["val_loss"]))
-    peak = int(np.argmax(history["val_accuracy"]))
-    print(
-        f"min val_loss {history['val_loss'][best]:.4f} (epoch {best + 1}), "
-        f"peak val_accuracy {history['val_accuracy'][peak]:.4f} (epoch {peak + 1}), "
-        f"final train accuracy {history['accuracy'][-1]:.4f}, "
-        f"median epoch {np.median(history['seconds'][1:] or history['seconds']):.3f} s"
-    )
-    print(f"results in {run_dir}")
+    lines = [header, "|---|---|---|---|---|---|"]
+    for seed, r in rows.items():
+        lines.append(
+            f"| {seed} | {r['min_val_loss']:.4f} ({r['epoch_min_val_loss']}) "
+            f"| {r['peak_val_accuracy']:.4f} ({r['epoch_peak_val_accuracy']}) "
+            f"| {r['final_accuracy']:.4f} "
+            f"| {r['final_val_loss']:.4f} / {r['final_val_accuracy']:.4f} "
+            f"| {r['median_epoch_seconds']:.3f} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

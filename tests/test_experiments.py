@@ -54,9 +54,10 @@ def test_baseline_one_epoch_on_real_imdb(imdb_dir, imdb_cache, tmp_path):
     assert "index_word[1] = 'the'  index_word[25] = 'have'" in result.stdout
     assert "Total params: 160,305" in result.stdout
     (run_dir,) = tmp_path.iterdir()
-    history = json.loads((run_dir / "history.json").read_text())
+    history = json.loads((run_dir / "history-seed0.json").read_text())
     assert len(history["val_accuracy"]) == 1 and history["val_accuracy"][0] > 0.8
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["seed"] == 0 and info["config"]["batch_size"] == 512
+    assert info["seeds"] == [0] and info["config"]["batch_size"] == 512
     assert info["environment"]["versions"]["jax"]
-    assert (run_dir / "curves.png").stat().st_size > 10_000
+    assert (run_dir / "curves-seed0.png").stat().st_size > 10_000
+    assert "| 0 |" in (run_dir / "summary.md").read_text()
