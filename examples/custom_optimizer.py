@@ -39,8 +39,37 @@ def signum(learning_rate: float = 1e-3, beta: float = 0.9) -> optax.GradientTran
     return optax.chain(scale_by_signum(beta), optax.scale_by_learning_rate(learning_rate))
 
 
-if __name__ == "__main__":
-    from jaxlab.optim import OPTIMIZERS, optimizer_defaults
+def compare_on_imdb() -> None:
+    """Trains the lesson's model with signum and with rmsprop over a few seeds; prints both."""
+    import argparse
 
-    print("optimizers:", ", ".join(OPTIMIZERS.names()))
-    print("signum defaults:", optimizer_defaults("signum"))
+    from jaxlab import cli
+    from jaxlab.imdb import load_imdb_multi_hot
+    from jaxlab.sweep import run_sweep
+    from jaxlab.sweep_results import summary_table
+    from jaxlab.train import TrainConfig
+
+    parser = argparse.ArgumentParser(description="signum against rmsprop on IMDB")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--limit", type=int, default=None, help="first N reviews per split")
+    cli.add_data_args(parser)
+
+    def main(args: argparse.Namespace) -> None:
+        train, test = load_imdb_multi_hot(args.num_words, args.data_dir, args.limit)
+        # learning_rate is a grid axis so that each optimizer gets a value suited to it.
+        result = run_sweep(
+            TrainConfig(epochs=args.epochs),
+            {"optimizer": ["rmsprop", "signum"], "learning_rate": [1e-3, 1e-4]},
+            list(range(args.seeds)),
+            train,
+            test,
+            verbose=not args.quiet,
+        )
+        print(summary_table(result))
+
+    cli.run(main, parser)
+
+
+if __name__ == "__main__":
+    compare_on_imdb()

@@ -61,6 +61,9 @@ def plot_bands(
                 name = f"{label} ({'validation' if prefix else 'training'})"
                 ax.plot(epochs, mean, style, color=colour, label=name)
                 ax.fill_between(epochs, low, high, color=colour, alpha=0.2, linewidth=0)
+    low, high = axes[0].get_ylim()
+    if low > 0 and high / low > 30:  # one bad configuration would flatten the others
+        axes[0].set_yscale("log")
     for ax, metric in zip(axes, ("Loss", "Accuracy"), strict=True):
         ax.set_title(f"{metric}: mean and {'min-max' if band == 'minmax' else '±1 std'} band")
         ax.set_xlabel("Epochs")
