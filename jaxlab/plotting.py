@@ -61,7 +61,12 @@ def plot_bands(
                 name = f"{label} ({'validation' if prefix else 'training'})"
                 ax.plot(epochs, mean, style, color=colour, label=name)
                 ax.fill_between(epochs, low, high, color=colour, alpha=0.2, linewidth=0)
-    low, high = axes[0].get_ylim()
+    loss_means = [
+        np.nanmean(np.asarray(m[k], float), axis=0)
+        for m in curves.values()
+        for k in ("loss", "val_loss")
+    ]
+    low, high = np.nanmin(loss_means), np.nanmax(loss_means)
     if low > 0 and high / low > 30:  # one bad configuration would flatten the others
         axes[0].set_yscale("log")
     for ax, metric in zip(axes, ("Loss", "Accuracy"), strict=True):
