@@ -53,6 +53,7 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(to_jsonable(value), f, indent=2, allow_nan=True)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
