@@ -43,6 +43,9 @@ def import_user_module(spec: str) -> None:
     if spec.endswith(".py"):
         if not path.is_file():
             raise ConfigError(f"--import: no such file {spec}")
+        loaded = sys.modules.get(path.stem)
+        if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == path.resolve():
+            return  # already imported: registering twice would fail
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[path.stem] = module

@@ -1,0 +1,50 @@
+"""The README's code is run, so it cannot drift from the library."""
+
+import re
+
+import jax.numpy as jnp
+import pytest
+from conftest import REPO
+from test_experiments import run_script
+
+from jaxlab.optim import OPTIMIZERS, make_optimizer
+
+
+def readme_block(after_heading: str) -> str:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index(after_heading) :]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.fixture
+def readme_optimizer_file(tmp_path):
+    code = readme_block("### Adding an optimizer")
+    path = tmp_path / "my_optimizer.py"
+    path.write_text(code)
+    yield path
+    if "sgd_clipped" in OPTIMIZERS:
+        OPTIMIZERS.unregister("sgd_clipped")
+
+
+def test_readme_optimizer_example_registers_a_working_optimizer(readme_optimizer_file):
+    namespace = {}
+    exec(compile(readme_optimizer_file.read_text(), "README", "exec"), namespace)
+    optimizer = make_optimizer("sgd_clipped", learning_rate=0.1)
+    params = {"w": jnp.float32(3.0)}
+    updates, _ = optimizer.update({"w": jnp.float32(10.0)}, optimizer.init(params), params)
+    assert float(updates["w"]) == pytest.approx(-0.1)  # the gradient 10 is clipped to norm 1
+
+
+@pytest.mark.imdb
+def test_readme_command_line_import_trains_with_the_user_optimizer(
+    readme_optimizer_file, imdb_dir, imdb_cache, tmp_path
+):
+    result = run_script(
+        "imdb_baseline.py",
+        *("--import", str(readme_optimizer_file), "--optimizer", "sgd_clipped"),
+        *("--epochs", "1", "--train-size", "500", "--quiet"),
+        *("--data-dir", str(imdb_dir), "--out", str(tmp_path / "out")),
+        env_extra={"JAXLAB_CACHE_DIR": str(imdb_cache)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"optimizer": "sgd_clipped"' in next((tmp_path / "out").glob("*/run.json")).read_text()
