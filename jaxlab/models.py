@@ -66,12 +66,13 @@ def layer_names(depth: int) -> list[str]:
 class MLP(nn.Module):
     """Dense layers with a shared activation and one logit out (sigmoid is in the loss).
 
-    ``dropout_rate`` is an argument of ``__call__`` rather than a field so that a sweep can
-    give each model its own rate; dropout follows every hidden layer, as in Chollet's example.
+    ``dropout_rate`` and ``activation_index`` are arguments of ``__call__`` rather than fields
+    so that a sweep can give each model its own; dropout follows every hidden layer, as in
+    Chollet's example. With a tuple of activation names, ``activation_index`` picks one.
     """
 
     hidden: Sequence[int] = (16, 16)
-    activation: str = "relu"
+    activation: str | tuple[str, ...] = "relu"
     kernel_init: str = "glorot_uniform"
     input_layer: str = "sparse"
 
@@ -81,9 +82,10 @@ class MLP(nn.Module):
         x: jax.Array | SparseRows,
         *,
         dropout_rate: float | jax.Array = 0.0,
+        activation_index: int | jax.Array = 0,
         train: bool = False,
     ) -> jax.Array:
-        activation = ACTIVATIONS.get(self.activation)
+        activation = select_activation(self.activation, activation_index)
         init = INITIALIZERS.get(self.kernel_init)
         names = layer_names(len(self.hidden) + 1)
         for index, (features, name) in enumerate(zip(self.hidden, names, strict=False)):
@@ -99,6 +101,14 @@ class MLP(nn.Module):
         return nn.Dense(1, kernel_init=init, bias_init=zeros_bias, name=names[-1])(x)[:, 0]
 
 
+def select_activation(names: str | tuple[str, ...], index: int | jax.Array):
+    """The activation ``names`` (one name), or ``names[index]`` chosen at run time."""
+    if isinstance(names, str):
+        return ACTIVATIONS.get(names)
+    functions = [ACTIVATIONS.get(name) for name in names]
+    return lambda x: jax.lax.switch(index, functions, x)
+
+
 def dropout(x: jax.Array, rate: float | jax.Array, key: jax.Array) -> jax.Array:
     """Inverted dropout whose rate may be a traced value (rate 0 returns x unchanged)."""
     keep = jax.random.uniform(key, x.shape) >= rate
@@ -110,7 +120,7 @@ class ModelConfig:
     """What defines the network's shape and initialization."""
 
     hidden: tuple[int, ...] = (16, 16)
-    activation: str = "relu"
+    activation: str | tuple[str, ...] = "relu"  # a tuple: chosen per model by index
     kernel_init: str = "glorot_uniform"
     input_layer: str = "sparse"
     num_words: int = 10000
@@ -118,7 +128,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ConfigError(f"hidden widths must be positive integers, got {self.hidden}")
-        ACTIVATIONS.get(self.activation)
+        for name in (self.activation,) if isinstance(self.activation, str) else self.activation:
+            ACTIVATIONS.get(name)
         INITIALIZERS.get(self.kernel_init)
         if self.input_layer not in INPUT_LAYERS:
             raise ConfigError(

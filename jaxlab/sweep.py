@@ -1,9 +1,9 @@
 """Many models in one compiled program: seeds x initializers x hyperparameters with ``vmap``.
 
 A sweep is a base :class:`TrainConfig`, a grid ``{field: values}`` and a list of seeds. Fields
-that keep the shapes of the program (``kernel_init``, ``learning_rate`` and the optimizer's other
-numeric hyperparameters, ``l2``, ``dropout``) are vmapped: all their models train together in
-one ``jax.jit``. Fields that change it (``hidden``, ``activation``, ``batch_size``,
+that keep the shapes of the program (``kernel_init``, ``activation``, ``l2``, ``dropout``,
+``learning_rate`` and the optimizer's other numeric hyperparameters) are vmapped: all their
+models train together in one ``jax.jit``. Fields that change it (``hidden``, ``batch_size``,
 ``optimizer``, ``input_layer``) split the sweep into compiled groups run one after another
 through the same code. The models axis is sharded over all devices; the data is held once.
 """
@@ -31,7 +31,7 @@ from jaxlab.optim import OPTIMIZERS, optimizer_defaults
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import (
     METRICS,
-    Regularization,
+    ModelSettings,
     TrainConfig,
     Trainer,
     TrainState,
@@ -40,8 +40,9 @@ from jaxlab.train import (
     run_keys,
 )
 
-MODEL_FIELDS = ("hidden", "activation", "input_layer")  # change the compiled program
+MODEL_FIELDS = ("hidden", "input_layer")  # change the compiled program
 TRAIN_FIELDS = ("batch_size", "optimizer")
+SETTINGS_FIELDS = ("kernel_init", "activation", "l2", "dropout")  # vmapped, like hyperparameters
 DATA_ORDERS = ("shared", "per_model")
 
 
@@ -54,6 +55,7 @@ class Models:
     hyperparameters: dict[str, np.ndarray]  # name -> M float32
     l2: np.ndarray
     dropout: np.ndarray
+    activation_index: np.ndarray  # M int, into the group's activation names
 
 
 def _static_fields(grid: Mapping[str, Sequence]) -> list[str]:
@@ -81,7 +83,7 @@ def check_grid(base: TrainConfig, grid: Mapping[str, Sequence], seeds: Sequence[
     static = {name: grid[name] for name in _static_fields(grid)}
     for values in itertools.product(*static.values()):
         group = _group_config(base, dict(zip(static, values, strict=True)))
-        allowed = set(optimizer_defaults(group.optimizer)) | {"kernel_init", "l2", "dropout"}
+        allowed = set(optimizer_defaults(group.optimizer)) | set(SETTINGS_FIELDS)
         for name, axis in grid.items():
             if name in static:
                 continue
@@ -91,8 +93,8 @@ def check_grid(base: TrainConfig, grid: Mapping[str, Sequence], seeds: Sequence[
                     f"{', '.join(sorted(allowed | set(MODEL_FIELDS + TRAIN_FIELDS)))}"
                 )
             for value in axis:  # validate each value through the configs' own checks
-                if name == "kernel_init":
-                    dataclasses.replace(group.model, kernel_init=value)
+                if name in ("kernel_init", "activation"):
+                    dataclasses.replace(group.model, **{name: value})
                 elif name in ("l2", "dropout"):
                     dataclasses.replace(group, **{name: value})
                 elif name == "learning_rate":
@@ -107,6 +109,7 @@ def _models(group: TrainConfig, axes: Mapping[str, Sequence], seeds: Sequence[in
     combos = list(itertools.product(*axes.values(), seeds))
     columns = {name: [combo[i] for combo in combos] for i, name in enumerate(axes)}
     inits = list(axes.get("kernel_init", [group.model.kernel_init]))
+    activations = list(axes.get("activation", [group.model.activation]))
     defaults = group.hyperparameters()
     count = len(combos)
 
@@ -121,6 +124,9 @@ def _models(group: TrainConfig, axes: Mapping[str, Sequence], seeds: Sequence[in
         hyperparameters={name: column(name, value) for name, value in defaults.items()},
         l2=column("l2", group.l2),
         dropout=column("dropout", group.dropout),
+        activation_index=np.asarray(
+            [activations.index(v) for v in columns.get("activation", [activations[0]] * count)]
+        ),
     )
 
 
@@ -248,6 +254,9 @@ def run_sweep(
     for group_number, static_values in enumerate(groups):
         group_fixed = dict(zip(static, static_values, strict=True))
         group = _group_config(base, group_fixed)
+        if "activation" in vmapped:  # one program, each model picks its activation by index
+            model = dataclasses.replace(group.model, activation=tuple(vmapped["activation"]))
+            group = dataclasses.replace(group, model=model)
         models = _models(group, vmapped, seeds)
         count = len(models.seeds)
         padded = math.ceil(count / mesh.size) * mesh.size
@@ -266,7 +275,10 @@ def run_sweep(
             jax.device_put(models.init_index[take], by_model),
             hyper,
         )
-        reg = jax.device_put(Regularization(models.l2[take], models.dropout[take]), by_model)
+        settings = ModelSettings(
+            models.l2[take], models.dropout[take], models.activation_index[take]
+        )
+        reg = jax.device_put(settings, by_model)
         stream_seeds = models.seeds[take] if per_model else np.asarray(data_seed)
         label = f"group {group_number + 1}/{len(groups)} ({count} models)"
         bar = tqdm(range(group.epochs), desc=label, unit="epoch", disable=not verbose)

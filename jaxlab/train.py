@@ -85,11 +85,17 @@ class TrainState:
 
 
 @struct.dataclass
-class Regularization:
-    """Per-model numbers that enter the loss; arrays so that a sweep can vmap them."""
+class ModelSettings:
+    """Per-model numbers read by the forward pass and the loss; arrays so that a sweep can
+    give each model its own (``activation`` indexes a tuple of activation names)."""
 
     l2: jax.Array
     dropout: jax.Array
+    activation: jax.Array
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> ModelSettings:
+        return cls(jnp.float32(config.l2), jnp.float32(config.dropout), jnp.int32(0))
 
 
 @struct.dataclass
@@ -153,6 +159,7 @@ class Trainer:
             {"params": params},
             inputs,
             dropout_rate=reg.dropout,
+            activation_index=reg.activation,
             train=train,
             rngs={"dropout": dropout_key} if train else None,
         )
@@ -179,7 +186,7 @@ class Trainer:
         data: DeviceData,
         shuffle_key: jax.Array,
         dropout_key: jax.Array,
-        reg: Regularization,
+        reg: ModelSettings,
     ) -> tuple[TrainState, Sums]:
         """One pass over the reshuffled training set, as a ``lax.scan`` of train steps."""
         batches_SxB = batching.shuffled_batches(shuffle_key, self.num_train, self.batch_size)
@@ -193,7 +200,7 @@ class Trainer:
         state, sums = jax.lax.scan(step, state, (steps, batches_SxB))
         return state, jax.tree_util.tree_map(jnp.sum, sums)
 
-    def evaluate(self, params, data: DeviceData, reg: Regularization) -> Sums:
+    def evaluate(self, params, data: DeviceData, reg: ModelSettings) -> Sums:
         """Loss (with the L2 penalty, as Keras reports it) and accuracy over a whole dataset."""
         batch_size = min(self.config.eval_batch_size, self.num_eval)
         batches_SxB = batching.ordered_batches(self.num_eval, batch_size)
@@ -272,7 +279,7 @@ def fit(
     val_data = batching.to_device_data(*validation)
     trainer = make_trainer(config, train_data, val_data)
     keys = run_keys(seed, data_seed)
-    reg = Regularization(jnp.float32(config.l2), jnp.float32(config.dropout))
+    reg = ModelSettings.of(config)
     state = trainer.init(keys["init"])
     history: dict[str, list[float]] = {name: [] for name in (*METRICS, "seconds")}
     bar = tqdm(range(config.epochs), desc="epochs", unit="epoch", disable=not verbose)

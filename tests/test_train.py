@@ -7,7 +7,7 @@ from helpers import synthetic_reviews
 from jaxlab import ConfigError, batching, sparse_multi_hot
 from jaxlab.models import ModelConfig
 from jaxlab.train import (
-    Regularization,
+    ModelSettings,
     TrainConfig,
     binary_crossentropy,
     epoch_keys,
@@ -19,7 +19,7 @@ from jaxlab.train import (
 
 DIM = 50
 TINY = ModelConfig(hidden=(8, 8), num_words=DIM)
-NO_REG = Regularization(jnp.float32(0.0), jnp.float32(0.0))
+NO_REG = ModelSettings(jnp.float32(0.0), jnp.float32(0.0), jnp.int32(0))
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,9 @@ def test_reported_val_loss_includes_the_l2_penalty(tiny):
     trainer = make_trainer(TrainConfig(model=TINY, l2=0.01), train, val)
     params = trainer.init(run_keys(0)["init"]).params
     plain = trainer.evaluate(params, val, NO_REG)
-    with_l2 = trainer.evaluate(params, val, Regularization(jnp.float32(0.01), jnp.float32(0)))
+    with_l2 = trainer.evaluate(
+        params, val, ModelSettings(jnp.float32(0.01), jnp.float32(0), jnp.int32(0))
+    )
     penalty = 0.01 * sum(float(jnp.sum(layer["kernel"] ** 2)) for layer in params.values())
     assert float(with_l2.loss / with_l2.count) == pytest.approx(
         float(plain.loss / plain.count) + penalty, rel=1e-5
