@@ -218,6 +218,7 @@ def run_sweep(
     data_order: str = "shared",
     data_seed: int = 0,
     check_memory: bool = True,
+    keep_params: bool = False,
     verbose: bool = True,
     on_epoch_end: Callable[[SweepResult], None] | None = None,
 ) -> SweepResult:
@@ -231,6 +232,7 @@ def run_sweep(
       data_order: ``"shared"``: every model sees the same batches, shuffled from
         ``data_seed`` (cheapest); ``"per_model"``: fully independent replicates.
       check_memory: refuse a sweep whose estimated memory exceeds what a device has.
+      keep_params: keep every model's final parameters (``SweepResult.params_of``).
       on_epoch_end: called with the partial result after every epoch (e.g. to save it).
     """
     from tqdm.auto import tqdm
@@ -295,9 +297,15 @@ def run_sweep(
             values = [np.asarray(v)[:count] for v in (*train_sums.means(), *val_sums.means())]
             result.record(group_fixed, vmapped, epoch, dict(zip(METRICS, values, strict=True)))
             result.seconds.append(time.perf_counter() - start)
+            result.timings.append(
+                {**group_fixed, "epoch": epoch + 1, "models": count, "seconds": result.seconds[-1]}
+            )
             bar.set_postfix(diverged=int(result.diverged_count()))
             if on_epoch_end is not None:
                 on_epoch_end(result)
+        if keep_params:
+            params = jax.tree.map(lambda leaf, n=count: np.asarray(leaf)[:n], state.params)
+            result.final_params.append((group_fixed, vmapped, params))
     return result
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxlab.results import to_jsonable, write_json
@@ -32,6 +33,8 @@ class SweepResult:
     diverged_epoch: np.ndarray
     seconds: list[float]
     meta: dict[str, Any]
+    timings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    final_params: list[tuple[dict, dict, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def empty(cls, base, grid: Mapping[str, Sequence], seeds, data_order: str, data_seed: int):
@@ -78,6 +81,18 @@ class SweepResult:
             finite = np.isfinite(metrics["loss"][model]) and np.isfinite(metrics["val_loss"][model])
             if not finite and self.diverged_epoch[index] < 0:
                 self.diverged_epoch[index] = epoch
+
+    def params_of(self, config: Mapping[str, Any]):
+        """Final parameters of one config's models, stacked over seeds (``keep_params=True``)."""
+        for group_fixed, vmapped, params in self.final_params:
+            if any(config[name] != value for name, value in group_fixed.items()):
+                continue
+            combos = list(itertools.product(*vmapped.values()))
+            position = combos.index(tuple(config[name] for name in vmapped))
+            seeds = len(self.values("seed"))
+            rows = slice(position * seeds, (position + 1) * seeds)
+            return jax.tree.map(lambda leaf, rows=rows: leaf[rows], params)
+        raise KeyError(f"no parameters kept for {config}; run the sweep with keep_params=True")
 
     def diverged_count(self) -> int:
         return int(np.sum(self.diverged_epoch >= 0))
