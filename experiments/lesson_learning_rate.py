@@ -1,0 +1,101 @@
+"""1-3 Learning rate and epochs: a learning-rate grid from 1e-4 to 1e-1, vmapped, 5 seeds.
+
+The lesson: the smaller the learning rate, the more epochs to reach the loss minimum; too small
+may stall; too large oscillates or diverges.
+
+    python experiments/lesson_learning_rate.py            # 7 rates x 5 seeds, 20 epochs
+    python experiments/lesson_learning_rate.py --quick    # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from jaxlab import lesson
+from jaxlab.sweep_results import SweepResult
+from jaxlab.train import TrainConfig
+
+RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+TECHNIQUE = "1-3 learning rate"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    out = lesson.parser(__doc__.split("\n\n")[0])
+    out.add_argument("--optimizer", default="rmsprop")
+    return out
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Rank correlation (ties get their average rank)."""
+
+    def ranks(values):
+        order = np.argsort(values, kind="stable")
+        rank = np.empty(len(values))
+        rank[order] = np.arange(len(values))
+        for value in np.unique(values):  # average ties
+            rank[values == value] = rank[values == value].mean()
+        return rank
+
+    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
+    if rx.std() == 0 or ry.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def train_loss_increases(result: SweepResult, rate: float) -> float:
+    """Mean number of epochs whose training loss rose over the previous one (oscillation)."""
+    loss = result.select({"learning_rate": rate})["loss"]
+    rises = np.sum(np.diff(loss, axis=1) > 0, axis=1).astype(float)
+    return float(np.nanmean(np.where(np.isnan(loss).any(axis=1), np.nan, rises)))
+
+
+def judge(result: SweepResult) -> list[lesson.Claim]:
+    rows = {row["learning_rate"]: row for row in result.summary()}
+    healthy = [rate for rate in RATES if "epoch_min_val_loss_mean" in rows[rate]]
+    epochs_to_min = [rows[rate]["epoch_min_val_loss_mean"] for rate in healthy]
+    rho = spearman(np.log(healthy), epochs_to_min)
+    smallest, default, largest = RATES[0], 1e-3, RATES[-1]
+    epochs = result.histories["loss"].shape[-1]
+    slow = rows[smallest]
+    diverged_large = rows[largest]["diverged"]
+    rises_large = train_loss_increases(result, largest)
+    rises_default = train_loss_increases(result, default)
+    return [
+        lesson.Claim(
+            TECHNIQUE,
+            "The smaller the learning rate, the more epochs to the minimum validation loss.",
+            "epochs to min val_loss by rate: "
+            + ", ".join(f"{r:g}: {e:.1f}" for r, e in zip(healthy, epochs_to_min, strict=True))
+            + f"; Spearman(rate, epochs) = {rho:.2f}",
+            rho < -0.5,
+        ),
+        lesson.Claim(
+            TECHNIQUE,
+            "Too small a rate stalls: far from the minimum after the same epochs.",
+            f"lr {smallest:g}: min val_loss {slow['min_val_loss_mean']:.3f} at epoch "
+            f"{slow['epoch_min_val_loss_mean']:.1f} of {epochs}, vs "
+            f"{rows[default]['min_val_loss_mean']:.3f} at lr {default:g}",
+            slow["epoch_min_val_loss_mean"] >= epochs - 1
+            and slow["min_val_loss_mean"] > rows[default]["min_val_loss_mean"] + 0.02,
+        ),
+        lesson.Claim(
+            TECHNIQUE,
+            "Too large a rate oscillates or diverges.",
+            f"lr {largest:g}: {diverged_large}/{len(result.values('seed'))} seeds diverged, "
+            f"training loss rose in {rises_large:.1f} epochs on average "
+            f"(lr {default:g}: {rises_default:.1f})",
+            diverged_large > 0 or rises_large > rises_default + 1,
+        ),
+    ]
+
+
+def run(args: argparse.Namespace) -> None:
+    this = lesson.Run.from_args("lesson_learning_rate", args)
+    result = this.sweep(args, TrainConfig(optimizer=args.optimizer), {"learning_rate": RATES})
+    this.finish(result, judge(result), f"1-3 learning rate ({args.optimizer})")
+
+
+if __name__ == "__main__":
+    lesson.main(build_parser, run)

@@ -1,0 +1,131 @@
+"""What the lesson-suite scripts share: options, data, running a sweep, and claims.
+
+Each script states the lesson's claims for one technique, measures them across seeds with the
+sweep engine, and records every verdict with the numbers it was computed from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxlab import cli, plotting, results
+from jaxlab.errors import ConfigError
+from jaxlab.imdb import load_imdb_multi_hot
+from jaxlab.sweep import run_sweep
+from jaxlab.sweep_results import SweepResult, summary_table
+from jaxlab.train import TrainConfig
+
+QUICK = {"limit": 1000, "epochs": 2, "seeds": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """One of the lesson's statements and what the data says about it."""
+
+    technique: str
+    statement: str
+    evidence: str
+    holds: bool
+
+
+def claims_table(claims: Sequence[Claim]) -> str:
+    lines = ["| technique | claim | evidence | holds |", "|---|---|---|---|"]
+    for claim in claims:
+        verdict = "yes" if claim.holds else "**no**"
+        lines.append(f"| {claim.technique} | {claim.statement} | {claim.evidence} | {verdict} |")
+    return "\n".join(lines)
+
+
+def parser(description: str, seeds: int = 5, epochs: int = 20) -> argparse.ArgumentParser:
+    """The options every lesson script has."""
+    out = argparse.ArgumentParser(description=description)
+    out.add_argument("--seeds", type=int, default=seeds, help="number of seeds (0..N-1)")
+    out.add_argument("--epochs", type=int, default=epochs)
+    out.add_argument("--limit", type=int, default=None, help="first N reviews per split")
+    out.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run: {QUICK['limit']} reviews, {QUICK['epochs']} epochs, "
+        f"{QUICK['seeds']} seeds (its verdicts are not evidence)",
+    )
+    cli.add_data_args(out)
+    return out
+
+
+@dataclasses.dataclass
+class Run:
+    """A lesson script's settings after ``--quick`` is applied, and its results folder."""
+
+    name: str
+    seeds: list[int]
+    epochs: int
+    limit: int | None
+    quick: bool
+    directory: Path
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    @classmethod
+    def from_args(cls, name: str, args: argparse.Namespace) -> Run:
+        seeds, epochs, limit = args.seeds, args.epochs, args.limit
+        if args.quick:
+            seeds, epochs, limit = QUICK["seeds"], QUICK["epochs"], QUICK["limit"]
+        if seeds < 1 or epochs < 1:
+            raise ConfigError(f"--seeds and --epochs must be positive, got {seeds}, {epochs}")
+        return cls(
+            name, list(range(seeds)), epochs, limit, args.quick, results.new_run_dir(args.out, name)
+        )
+
+    def sweep(
+        self,
+        args: argparse.Namespace,
+        base: TrainConfig,
+        grid: Mapping[str, Sequence],
+        data=None,
+        **options: Any,
+    ) -> SweepResult:
+        """Runs ``grid`` x seeds from ``base`` (epochs set by this run), saving every epoch."""
+        base = dataclasses.replace(base, epochs=self.epochs)
+        if data is None:
+            data = load_imdb_multi_hot(base.model.num_words, args.data_dir, self.limit)
+
+        def save(result: SweepResult) -> None:
+            result.save(self.directory)
+            self.write_info(base=base, grid=grid)
+
+        result = run_sweep(
+            base, grid, self.seeds, *data, verbose=not args.quiet, on_epoch_end=save, **options
+        )
+        save(result)
+        return result
+
+    def write_info(self, **info: Any) -> None:
+        results.write_run_info(
+            self.directory,
+            experiment=self.name,
+            seeds=self.seeds,
+            quick=self.quick,
+            wall_seconds=time.perf_counter() - self.started,
+            **info,
+        )
+
+    def finish(self, result: SweepResult, claims: Sequence[Claim], title: str) -> None:
+        """Saves the bands figure, the summary and the claims; prints them."""
+        plotting.plot_bands(result.curves(), self.directory / "bands.png", title=title)
+        summary = summary_table(result)
+        table = claims_table(claims)
+        if self.quick:
+            table += "\n\n(quick mode: too little data and too few epochs for these verdicts)"
+        (self.directory / "summary.md").write_text(summary + "\n")
+        (self.directory / "claims.md").write_text(table + "\n")
+        results.write_json(self.directory / "claims.json", [dataclasses.asdict(c) for c in claims])
+        print(summary, table, f"results in {self.directory}", sep="\n\n")
+
+
+def main(build: Callable[[], argparse.ArgumentParser], run: Callable) -> None:
+    """Entry point of a lesson script: clean errors, interrupted runs keep their results."""
+    cli.run(run, build())
