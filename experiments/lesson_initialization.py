@@ -82,8 +82,10 @@ def judge(result: SweepResult) -> list[lesson.Claim]:
 
 def run(args: argparse.Namespace) -> None:
     this = lesson.Run.from_args("lesson_initialization", args)
-    result = this.sweep(args, TrainConfig(), {"kernel_init": INITS}, keep_params=True)
-    this.finish(result, judge(result), "1-6 weight initialization")
+    result = this.sweep(
+        args, TrainConfig(), {"kernel_init": INITS}, "initializers", keep_params=True
+    )
+    this.finish({"initializers": result}, judge(result), "1-6 weight initialization")
 
 
 if __name__ == "__main__":

@@ -93,8 +93,10 @@ def judge(result: SweepResult) -> list[lesson.Claim]:
 
 def run(args: argparse.Namespace) -> None:
     this = lesson.Run.from_args("lesson_learning_rate", args)
-    result = this.sweep(args, TrainConfig(optimizer=args.optimizer), {"learning_rate": RATES})
-    this.finish(result, judge(result), f"1-3 learning rate ({args.optimizer})")
+    result = this.sweep(
+        args, TrainConfig(optimizer=args.optimizer), {"learning_rate": RATES}, "learning_rate"
+    )
+    this.finish({"learning_rate": result}, judge(result), f"1-3 learning rate ({args.optimizer})")
 
 
 if __name__ == "__main__":

@@ -80,25 +80,38 @@ class Run:
             name, list(range(seeds)), epochs, limit, args.quick, results.new_run_dir(args.out, name)
         )
 
+    def data(self, args: argparse.Namespace, num_words: int = 10000):
+        """IMDB as model inputs, loaded once per script."""
+        if not hasattr(self, "_data"):
+            self._data = load_imdb_multi_hot(num_words, args.data_dir, self.limit)
+        return self._data
+
     def sweep(
         self,
         args: argparse.Namespace,
         base: TrainConfig,
         grid: Mapping[str, Sequence],
-        data=None,
+        name: str = "sweep",
         **options: Any,
     ) -> SweepResult:
-        """Runs ``grid`` x seeds from ``base`` (epochs set by this run), saving every epoch."""
+        """Runs ``grid`` x seeds from ``base`` (epochs set by this run) into ``<run>/<name>``,
+        saving after every epoch."""
         base = dataclasses.replace(base, epochs=self.epochs)
-        if data is None:
-            data = load_imdb_multi_hot(base.model.num_words, args.data_dir, self.limit)
+        directory = self.directory / name
+        directory.mkdir(exist_ok=True)
 
         def save(result: SweepResult) -> None:
-            result.save(self.directory)
-            self.write_info(base=base, grid=grid)
+            result.save(directory)
+            self.write_info(**{name: {"base": base, "grid": grid}})
 
         result = run_sweep(
-            base, grid, self.seeds, *data, verbose=not args.quiet, on_epoch_end=save, **options
+            base,
+            grid,
+            self.seeds,
+            *self.data(args, base.model.num_words),
+            verbose=not args.quiet,
+            on_epoch_end=save,
+            **options,
         )
         save(result)
         return result
@@ -113,10 +126,14 @@ class Run:
             **info,
         )
 
-    def finish(self, result: SweepResult, claims: Sequence[Claim], title: str) -> None:
-        """Saves the bands figure, the summary and the claims; prints them."""
-        plotting.plot_bands(result.curves(), self.directory / "bands.png", title=title)
-        summary = summary_table(result)
+    def finish(self, sweeps: Mapping[str, SweepResult], claims: Sequence[Claim], title: str):
+        """Saves a bands figure and a summary per sweep and the claims; prints them."""
+        summaries = []
+        for name, result in sweeps.items():
+            figure = self.directory / f"bands-{name}.png"
+            plotting.plot_bands(result.curves(), figure, title=f"{title}: {name}")
+            summaries.append(f"{name}:\n\n{summary_table(result)}")
+        summary = "\n\n".join(summaries)
         table = claims_table(claims)
         if self.quick:
             table += "\n\n(quick mode: too little data and too few epochs for these verdicts)"

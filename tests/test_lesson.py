@@ -10,7 +10,7 @@ from test_experiments import run_script
 
 from jaxlab.lesson import Claim, claims_table
 
-SCRIPTS = ["lesson_learning_rate.py", "lesson_initialization.py"]
+SCRIPTS = ["lesson_learning_rate.py", "lesson_initialization.py", "lesson_overfitting.py"]
 
 
 def load_script(name):
@@ -54,5 +54,6 @@ def test_lesson_script_quick_mode_writes_claims(script, imdb_dir, imdb_cache, tm
     assert claims and all(isinstance(c["holds"], bool) and c["evidence"] for c in claims)
     assert "quick mode" in (run_dir / "claims.md").read_text()
     assert json.loads((run_dir / "run.json").read_text())["quick"] is True
-    for name in ("bands.png", "summary.md", "histories.csv", "histories.npz"):
-        assert (run_dir / name).exists()
+    assert list(run_dir.glob("bands-*.png")) and (run_dir / "summary.md").exists()
+    for name in ("histories.csv", "histories.npz", "summary.json"):
+        assert list(run_dir.glob(f"*/{name}"))
