@@ -10,7 +10,12 @@ from test_experiments import run_script
 
 from jaxlab.lesson import Claim, claims_table
 
-SCRIPTS = ["lesson_learning_rate.py", "lesson_initialization.py", "lesson_overfitting.py"]
+SCRIPTS = {
+    "lesson_learning_rate.py": [],
+    "lesson_initialization.py": [],
+    "lesson_overfitting.py": [],
+    "lesson_optimizers.py": ["--optimizers", "sgd,adam"],
+}
 
 
 def load_script(name):
@@ -45,6 +50,7 @@ def test_unit_spread_is_zero_only_for_copied_units():
 def test_lesson_script_quick_mode_writes_claims(script, imdb_dir, imdb_cache, tmp_path):
     result = run_script(
         script,
+        *SCRIPTS[script],
         *("--quick", "--quiet", "--data-dir", str(imdb_dir), "--out", str(tmp_path)),
         env_extra={"JAXLAB_CACHE_DIR": str(imdb_cache)},
     )
