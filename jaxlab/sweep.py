@@ -71,15 +71,37 @@ def _group_config(base: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
     return dataclasses.replace(base, model=model, **train_changes)
 
 
+def normalize_grid(grid: Mapping[str, Any]) -> dict[str, list]:
+    """The grid with every axis a list of plain Python values (numpy arrays accepted);
+    ``hidden`` values as tuples of widths."""
+    out = {}
+    for name, values in grid.items():
+        if isinstance(values, np.ndarray):
+            values = values.tolist()
+        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
+            raise ConfigError(f"grid axis {name!r} needs a non-empty list of values")
+        values = [v.item() if isinstance(v, np.generic) else v for v in values]
+        if name == "hidden":
+            if not all(isinstance(v, Sequence) and not isinstance(v, str) for v in values):
+                raise ConfigError(
+                    f"hidden values are tuples of layer widths like (16, 16), got {values}"
+                )
+            values = [tuple(v) for v in values]
+        if any(v is None for v in values):
+            raise ConfigError(
+                f"grid axis {name!r} has None; leave the axis out to use the default value"
+            )
+        out[name] = values
+    return out
+
+
 def check_grid(base: TrainConfig, grid: Mapping[str, Sequence], seeds: Sequence[int]) -> None:
     """Every axis known, non-empty and valid; raises ConfigError otherwise."""
     if len(seeds) == 0 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
-    for name, values in grid.items():
-        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
-            raise ConfigError(f"grid axis {name!r} needs a non-empty list of values")
-        if name == "seed":
-            raise ConfigError("seeds are given separately, not as a grid axis")
+    grid = normalize_grid(grid)
+    if "seed" in grid:
+        raise ConfigError("seeds are given separately, not as a grid axis")
     static = {name: grid[name] for name in _static_fields(grid)}
     for values in itertools.product(*static.values()):
         group = _group_config(base, dict(zip(static, values, strict=True)))
@@ -240,6 +262,7 @@ def run_sweep(
     if data_order not in DATA_ORDERS:
         raise ConfigError(f"data_order must be one of {DATA_ORDERS}, got {data_order!r}")
     seeds = [int(s) for s in seeds]
+    grid = normalize_grid(grid)
     check_grid(base, grid, seeds)
     per_model = data_order == "per_model"
     mesh = _mesh()

@@ -185,7 +185,11 @@ class SweepResult:
     def load(cls, directory: str | os.PathLike) -> SweepResult:
         directory = Path(directory)
         with np.load(directory / "histories.npz", allow_pickle=False) as npz:
-            axes = [(n, v) for n, v in json.loads(npz["axes"].tobytes().decode())]
+            # JSON turns tuples (hidden widths) into lists; the sweep ran with tuples.
+            axes = [
+                (name, [tuple(v) if isinstance(v, list) else v for v in values])
+                for name, values in json.loads(npz["axes"].tobytes().decode())
+            ]
             histories = {m: npz[f"history_{m}"] for m in METRICS}
             diverged = npz["diverged_epoch"]
         meta = json.loads((directory / "summary.json").read_text())["meta"]

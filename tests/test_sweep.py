@@ -299,11 +299,6 @@ def test_saved_results_have_every_file_and_load_back(lr_sweep, tmp_path):
     assert loaded.summary() == result.summary()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SweepResult.load gives tuple axis values (hidden) back as lists, so select() "
-    "with the values the sweep was run with raises ValueError",
-)
 def test_results_with_tuple_axis_values_load_back(shape_sweep, tmp_path):
     shape_sweep.save(tmp_path)
     loaded = SweepResult.load(tmp_path)
@@ -350,6 +345,8 @@ def test_curves_are_per_config_seed_by_epoch_arrays(lr_sweep):
         ({"batch_size": [32, 0]}, SEEDS, {}, r"batch_size must be a positive integer"),
         ({"optimizer": ["sgd", "nope"]}, SEEDS, {}, r"unknown optimizer 'nope'"),
         ({"optimizer": ["rmsprop", "sgd"], "rho": [0.9]}, SEEDS, {}, r"'rho' for optimizer 'sgd'"),
+        ({"learning_rate": [None, 1e-3]}, SEEDS, {}, r"'learning_rate' has None"),
+        ({"hidden": [16, 32]}, SEEDS, {}, r"hidden values are tuples of layer widths"),
     ],
     ids=[
         "unknown-axis",
@@ -369,6 +366,8 @@ def test_curves_are_per_config_seed_by_epoch_arrays(lr_sweep):
         "batch-size",
         "optimizer",
         "axis-of-another-optimizer",
+        "none-value",
+        "hidden-not-tuples",
     ],
 )
 def test_bad_input_is_a_config_error_before_any_training(
@@ -377,6 +376,20 @@ def test_bad_input_is_a_config_error_before_any_training(
     train, validation = tiny_data()
     with pytest.raises(ConfigError, match=message):
         run_sweep(TINY, grid, seeds, train, validation, verbose=False, **options)
+
+
+def test_numpy_grid_values_are_accepted_and_activation_is_vmapped():
+    """An activation axis runs in one program; each model equals the fit with its activation."""
+    train, validation = tiny_data()
+    grid = {"activation": ["relu", "tanh"], "dropout": np.array([0.0, 0.5])}
+    result = run_sweep(TINY, grid, [0, 1], train, validation, verbose=False)
+    assert result.values("dropout") == [0.0, 0.5] and len(result.timings) == TINY.epochs
+    config = dataclasses.replace(
+        TINY, model=dataclasses.replace(TINY.model, activation="tanh"), dropout=0.5
+    )
+    expected = fit(config, train, validation, seed=1, data_seed=0, verbose=False)
+    chosen = result.select({"activation": "tanh", "dropout": 0.5})
+    assert_histories_equal({m: chosen[m][1] for m in METRICS}, expected)
 
 
 # Last, so that its subprocess (started with the module) has run alongside the other tests.
