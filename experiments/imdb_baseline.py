@@ -73,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kernel-init", default="glorot_uniform")
     parser.add_argument("--l2", type=float, default=0.0)
     parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--input-layer", choices=("sparse", "dense"), default="sparse")
+    parser.add_argument(
+        "--input-layer",
+        choices=("auto", "sparse", "dense"),
+        default="auto",
+        help="first layer: gather rows (sparse) or one-hot matmul (dense); auto picks the faster",
+    )
     parser.add_argument(
         "--train-size", type=int, default=None, help="use only the first N reviews of each split"
     )

@@ -8,6 +8,7 @@ both give the same numbers and use the same parameters.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,22 @@ from jaxlab.activations import ACTIVATIONS
 from jaxlab.errors import ConfigError
 from jaxlab.initializers import INITIALIZERS, zeros_bias
 
-INPUT_LAYERS = ("sparse", "dense")
+INPUT_LAYERS = ("auto", "sparse", "dense")
+# Measured on a 2-core CPU (experiments/benchmark.py): per model-epoch the sparse first layer
+# is faster up to 8 models at once (246 vs 557 ms at 1, 229 vs 298 ms at 8), they tie at 32
+# (imdb_overfitting.py: 206 s for 32 models x 20 epochs either way), and the dense one wins
+# from 64 (173 vs 253 ms). On accelerators "auto" picks dense, where matrix products are what
+# the hardware is built for (not yet measured in this project).
+SPARSE_MAX_MODELS_ON_CPU = 32
+
+
+def choose_input_layer(requested: str, models_per_device: int, backend: str) -> str:
+    """Resolves ``"auto"`` to ``"sparse"`` or ``"dense"``; other values are kept."""
+    if requested != "auto":
+        return requested
+    if backend == "cpu" and models_per_device <= SPARSE_MAX_MODELS_ON_CPU:
+        return "sparse"
+    return "dense"
 
 
 @struct.dataclass
@@ -89,7 +105,8 @@ class MLP(nn.Module):
         init = INITIALIZERS.get(self.kernel_init)
         names = layer_names(len(self.hidden) + 1)
         for index, (features, name) in enumerate(zip(self.hidden, names, strict=False)):
-            if index == 0 and isinstance(x, SparseRows) and self.input_layer == "sparse":
+            sparse = self.input_layer in ("sparse", "auto")
+            if index == 0 and isinstance(x, SparseRows) and sparse:
                 x = SparseDense(features, kernel_init=init, name=name)(x)
             else:
                 if isinstance(x, SparseRows):
@@ -135,6 +152,11 @@ class ModelConfig:
             raise ConfigError(
                 f"unknown input_layer {self.input_layer!r}; choose one of {INPUT_LAYERS}"
             )
+
+    def for_models(self, models_per_device: int) -> ModelConfig:
+        """This config with ``input_layer="auto"`` resolved for this many models per device."""
+        layer = choose_input_layer(self.input_layer, models_per_device, jax.default_backend())
+        return dataclasses.replace(self, input_layer=layer)
 
     def module(self) -> MLP:
         return MLP(tuple(self.hidden), self.activation, self.kernel_init, self.input_layer)

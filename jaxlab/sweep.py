@@ -222,6 +222,9 @@ def estimate_bytes(trainer: Trainer, models_per_device: int, data_bytes: int) ->
     width = max(trainer.config.model.hidden)
     rows = max(trainer.train_nonzeros, trainer.eval_nonzeros)
     activations = 3 * rows * width * 4 + 8 * trainer.batch_size * width * 4
+    if trainer.config.model.input_layer == "dense":  # the dense batch and its gradient product
+        rows_at_once = max(trainer.batch_size, trainer.config.eval_batch_size)
+        activations += 2 * rows_at_once * trainer.config.model.num_words * 4
     per_model = 2 * state_bytes + 2 * param_bytes + activations
     return models_per_device * per_model + data_bytes
 
@@ -287,7 +290,8 @@ def run_sweep(
         padded = math.ceil(count / mesh.size) * mesh.size
         take = np.r_[np.arange(count), np.zeros(padded - count, int)]  # pad with model 0
 
-        trainer = make_trainer(group, train_data, val_data)
+        trainer = make_trainer(group, train_data, val_data, padded // mesh.size)
+        group = trainer.config  # with the first layer chosen
         if check_memory:
             _check_memory(trainer, padded // mesh.size, data_bytes, count)
         init_names = tuple(vmapped.get("kernel_init", [group.model.kernel_init]))
@@ -321,7 +325,13 @@ def run_sweep(
             result.record(group_fixed, vmapped, epoch, dict(zip(METRICS, values, strict=True)))
             result.seconds.append(time.perf_counter() - start)
             result.timings.append(
-                {**group_fixed, "epoch": epoch + 1, "models": count, "seconds": result.seconds[-1]}
+                {
+                    **group_fixed,
+                    "epoch": epoch + 1,
+                    "models": count,
+                    "input_layer": group.model.input_layer,
+                    "seconds": result.seconds[-1],
+                }
             )
             bar.set_postfix(diverged=int(result.diverged_count()))
             if on_epoch_end is not None:

@@ -221,8 +221,11 @@ nonzeros_needed = jax.jit(Trainer.nonzeros_needed, static_argnums=0)
 evaluate = jax.jit(Trainer.evaluate, static_argnums=0)
 
 
-def make_trainer(config: TrainConfig, train: DeviceData, validation: DeviceData) -> Trainer:
-    """A :class:`Trainer` sized for these datasets."""
+def make_trainer(
+    config: TrainConfig, train: DeviceData, validation: DeviceData, models_per_device: int = 1
+) -> Trainer:
+    """A :class:`Trainer` sized for these datasets, its first layer chosen for the model count."""
+    config = dataclasses.replace(config, model=config.model.for_models(models_per_device))
     batch_size = min(config.batch_size, train.num_rows)
     eval_batch = min(config.eval_batch_size, validation.num_rows)
     return Trainer(
