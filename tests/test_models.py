@@ -68,3 +68,14 @@ def test_sparse_and_dense_first_layers_agree_in_outputs_and_gradients():
 def test_bad_model_config_is_a_clear_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         ModelConfig(**kwargs)
+
+
+def test_auto_input_layer_follows_the_measured_rule():
+    from jaxlab.models import SPARSE_MAX_MODELS_ON_CPU, choose_input_layer
+
+    assert choose_input_layer("auto", 1, "cpu") == "sparse"
+    assert choose_input_layer("auto", SPARSE_MAX_MODELS_ON_CPU, "cpu") == "sparse"
+    assert choose_input_layer("auto", SPARSE_MAX_MODELS_ON_CPU + 1, "cpu") == "dense"
+    assert choose_input_layer("auto", 1, "gpu") == "dense"
+    assert choose_input_layer("sparse", 1000, "gpu") == "sparse"
+    assert ModelConfig().for_models(1).input_layer in ("sparse", "dense")
