@@ -1,52 +1,41 @@
-"""jaxlab: the model-training lesson as reproducible JAX experiments."""
+"""jaxlab: the model-training lesson as reproducible JAX experiments.
 
-from jaxlab.activations import ACTIVATIONS, register_activation
-from jaxlab.encoding import SparseMultiHot, multi_hot, sparse_multi_hot
-from jaxlab.errors import ConfigError, DataNotFoundError, JaxlabError
-from jaxlab.imdb import (
-    decode_review,
-    get_word_index,
-    index_to_word,
-    load_imdb,
-    load_imdb_multi_hot,
-)
-from jaxlab.initializers import INITIALIZERS, register_initializer
-from jaxlab.models import MLP, ModelConfig, init_params, summary
-from jaxlab.optim import OPTIMIZERS, make_optimizer, optimizer_defaults, register_optimizer
-from jaxlab.sweep import run_sweep
-from jaxlab.sweep_results import SweepResult, summary_table
-from jaxlab.text import Sequences
-from jaxlab.train import TrainConfig, fit, run_keys
+The public names below load on first use, so ``import jaxlab.cli`` (or any light module) does
+not import JAX.
+"""
 
-__all__ = [
-    "ACTIVATIONS",
-    "INITIALIZERS",
-    "MLP",
-    "OPTIMIZERS",
-    "ConfigError",
-    "DataNotFoundError",
-    "JaxlabError",
-    "ModelConfig",
-    "Sequences",
-    "SparseMultiHot",
-    "SweepResult",
-    "TrainConfig",
-    "decode_review",
-    "fit",
-    "get_word_index",
-    "index_to_word",
-    "init_params",
-    "load_imdb",
-    "load_imdb_multi_hot",
-    "make_optimizer",
-    "multi_hot",
-    "optimizer_defaults",
-    "register_activation",
-    "register_initializer",
-    "register_optimizer",
-    "run_keys",
-    "run_sweep",
-    "sparse_multi_hot",
-    "summary",
-    "summary_table",
-]
+import importlib
+
+_EXPORTS = {
+    "jaxlab.activations": ["ACTIVATIONS", "register_activation"],
+    "jaxlab.encoding": ["SparseMultiHot", "multi_hot", "sparse_multi_hot"],
+    "jaxlab.errors": ["ConfigError", "DataNotFoundError", "JaxlabError"],
+    "jaxlab.imdb": [
+        "decode_review",
+        "get_word_index",
+        "index_to_word",
+        "load_imdb",
+        "load_imdb_multi_hot",
+    ],
+    "jaxlab.initializers": ["INITIALIZERS", "register_initializer"],
+    "jaxlab.models": ["MLP", "ModelConfig", "init_params", "summary"],
+    "jaxlab.optim": ["OPTIMIZERS", "make_optimizer", "optimizer_defaults", "register_optimizer"],
+    "jaxlab.sweep": ["run_sweep"],
+    "jaxlab.sweep_results": ["SweepResult", "summary_table"],
+    "jaxlab.text": ["Sequences"],
+    "jaxlab.train": ["TrainConfig", "fit", "run_keys"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'jaxlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
