@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from conftest import REPO
+from helpers import assert_one_line_error
 
 SCRIPT = REPO / "experiments" / "benchmark.py"
 
@@ -55,11 +56,7 @@ def test_help_works():
     ],
 )
 def test_bad_input_is_one_line_not_a_traceback(args, message, tmp_path):
-    result = run_benchmark(*args, "--out", str(tmp_path))
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert_one_line_error(run_benchmark(*args, "--out", str(tmp_path)), message)
 
 
 def test_unknown_formulation_is_refused():

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from conftest import REPO
+from helpers import assert_one_line_error
 
 
 def run_script(name, *args, env_extra=None):
@@ -31,11 +32,7 @@ def run_script(name, *args, env_extra=None):
     ],
 )
 def test_baseline_bad_input_is_one_line_not_a_traceback(args, message, tmp_path):
-    result = run_script("imdb_baseline.py", *args, "--out", str(tmp_path))
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert_one_line_error(run_script("imdb_baseline.py", *args, "--out", str(tmp_path)), message)
 
 
 def test_baseline_help_works():
