@@ -80,7 +80,10 @@ def read_reviews(
 ) -> tuple[list[str], np.ndarray]:
     """Raw review texts and 0/1 labels of one split, in TFDS order."""
     check_split(split)
-    builder = _prepared_builder(data_dir, download)
+    return _read_split(_prepared_builder(data_dir, download), split)
+
+
+def _read_split(builder, split: str) -> tuple[list[str], np.ndarray]:
     source = builder.as_data_source(split=split)
     records = source.__getitems__(range(len(source)))
     texts = [record["text"].decode("utf-8") for record in records]
@@ -103,7 +106,7 @@ def _checksum(arrays: dict[str, np.ndarray]) -> dict[str, int]:
 
 def _encode_from_tfds(data_dir, download: bool) -> EncodedImdb:
     builder = _prepared_builder(data_dir, download)
-    raw = {split: read_reviews(split, data_dir, download=False) for split in SPLITS}
+    raw = {split: _read_split(builder, split) for split in SPLITS}
     tokens = {split: [text.tokenize(review) for review in raw[split][0]] for split in SPLITS}
     word_index = text.build_word_index(tokens["train"])
     splits = {split: (text.encode(tokens[split], word_index), raw[split][1]) for split in SPLITS}

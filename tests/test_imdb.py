@@ -15,11 +15,11 @@ def fake_tfds(monkeypatch):
     """Replaces the TFDS read with tiny synthetic reviews; counts reads."""
     calls = []
 
-    def read_reviews(split, data_dir=None, download=True):
+    def read_split(builder, split):
         calls.append(split)
         return list(SYNTHETIC[split][0]), SYNTHETIC[split][1].copy()
 
-    monkeypatch.setattr(imdb, "read_reviews", read_reviews)
+    monkeypatch.setattr(imdb, "_read_split", read_split)
     monkeypatch.setattr(imdb, "_prepared_builder", lambda *a: _FakeBuilder())
     return calls
 
