@@ -786,4 +786,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, build_parser())
+    cli.run(main, build_parser(), compilation_cache=False)  # compile times are measured

@@ -58,3 +58,4 @@ def test_baseline_one_epoch_on_real_imdb(imdb_dir, imdb_cache, tmp_path):
     assert info["environment"]["versions"]["jax"]
     assert (run_dir / "curves-seed0.png").stat().st_size > 10_000
     assert "| 0 |" in (run_dir / "summary.md").read_text()
+    assert any((imdb_cache / "xla").iterdir())  # compiled programs kept for the next run
