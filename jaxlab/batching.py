@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxlab.encoding import SparseMultiHot
+from jaxlab.encoding import SparseFeatures, SparseMultiHot, as_features
 from jaxlab.errors import ConfigError
 from jaxlab.models import SparseRows
 
@@ -25,18 +25,23 @@ class DeviceData:
     offsets: jax.Array  # n + 1 int32
     labels: jax.Array  # n float32
     dim: int = struct.field(pytree_node=False)
+    shift: jax.Array | None = None  # dim float32: every row is its entries minus this
 
     @property
     def num_rows(self) -> int:
         return self.labels.shape[0]
 
 
-def to_device_data(x: SparseMultiHot | np.ndarray, labels: np.ndarray) -> DeviceData:
-    """Accepts the sparse multi-hot form or any dense 2-D feature array (e.g. counts)."""
+def to_device_data(
+    x: SparseMultiHot | SparseFeatures | np.ndarray, labels: np.ndarray
+) -> DeviceData:
+    """Accepts sparse multi-hot rows, :class:`SparseFeatures` (e.g. scaled word counts) or any
+    dense 2-D feature array."""
     labels = np.asarray(labels)
-    if isinstance(x, SparseMultiHot):
-        columns, offsets, dim = x.indices, x.offsets, x.dim
-        values = np.ones(len(columns), np.float32)
+    shift = None
+    if isinstance(x, SparseMultiHot | SparseFeatures):
+        x = as_features(x)
+        columns, offsets, dim, values, shift = x.indices, x.offsets, x.dim, x.values, x.shift
     elif isinstance(x, np.ndarray) and x.ndim == 2:
         rows, columns = np.nonzero(x)
         values = x[rows, columns].astype(np.float32)
@@ -44,7 +49,8 @@ def to_device_data(x: SparseMultiHot | np.ndarray, labels: np.ndarray) -> Device
         dim = x.shape[1]
     else:
         raise ConfigError(
-            f"inputs must be a SparseMultiHot or a 2-D numpy array, got {type(x).__name__}"
+            "inputs must be SparseMultiHot, SparseFeatures or a 2-D numpy array, "
+            f"got, got {type(x).__name__}"
         )
     if labels.shape != (len(offsets) - 1,):
         raise ConfigError(
@@ -59,6 +65,7 @@ def to_device_data(x: SparseMultiHot | np.ndarray, labels: np.ndarray) -> Device
         jnp.asarray(offsets, jnp.int32),
         jnp.asarray(labels, jnp.float32),
         int(dim),
+        None if shift is None else jnp.asarray(shift, jnp.float32),
     )
 
 
@@ -135,5 +142,6 @@ def gather_batch(
         values=jnp.where(used_N, data.values[source_N], 0.0),
         num_rows=batch_size,
         dim=data.dim,
+        shift=data.shift,
     )
     return inputs, data.labels[safe_B], valid_B.astype(jnp.float32)

@@ -235,8 +235,24 @@ def load_imdb_multi_hot(
     Inputs are :class:`~jaxlab.encoding.SparseMultiHot` (``num_words`` wide), labels float32.
     ``limit`` keeps only the first ``limit`` reviews of each split (quick runs).
     """
-    from jaxlab.encoding import sparse_multi_hot
+    return load_imdb_features("multi_hot", num_words, data_dir, limit, cache_dir)
 
+
+def load_imdb_features(
+    features: str = "multi_hot",
+    num_words: int = 10000,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+):
+    """Like :func:`load_imdb_multi_hot` with a choice of ``features``: ``"multi_hot"`` (1 if a
+    word occurs) or ``"counts"`` (how often it occurs, as :class:`~jaxlab.encoding.SparseFeatures`).
+    """
+    from jaxlab.encoding import sparse_multi_hot, sparse_word_counts
+
+    encoders = {"multi_hot": sparse_multi_hot, "counts": sparse_word_counts}
+    if features not in encoders:
+        raise ConfigError(f"unknown features {features!r}; known: {', '.join(encoders)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
     splits = load_imdb(num_words, data_dir, cache_dir)
@@ -245,5 +261,5 @@ def load_imdb_multi_hot(
         if limit is not None:
             rows = np.arange(min(limit, len(sequences)))
             sequences, labels = sequences.take(rows), labels[rows]
-        out.append((sparse_multi_hot(sequences, num_words), labels.astype(np.float32)))
+        out.append((encoders[features](sequences, num_words), labels.astype(np.float32)))
     return out[0], out[1]

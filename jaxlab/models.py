@@ -18,11 +18,12 @@ import numpy as np
 from flax import linen as nn
 from flax import struct
 
+from jaxlab import ffi_layer
 from jaxlab.activations import ACTIVATIONS
 from jaxlab.errors import ConfigError
 from jaxlab.initializers import INITIALIZERS, zeros_bias
 
-INPUT_LAYERS = ("auto", "sparse", "dense")
+INPUT_LAYERS = ("auto", "sparse", "dense", "ffi")
 # Measured on a 2-core CPU (experiments/benchmark.py): per model-epoch the sparse first layer
 # is faster up to 8 models at once (246 vs 557 ms at 1, 229 vs 298 ms at 8), they tie at 32
 # (imdb_overfitting.py: 206 s for 32 models x 20 epochs either way), and the dense one wins
@@ -42,7 +43,8 @@ def choose_input_layer(requested: str, models_per_device: int, backend: str) -> 
 
 @struct.dataclass
 class SparseRows:
-    """A batch of ``num_rows`` sparse rows: ``x[row_ids[n], columns[n]] += values[n]``.
+    """A batch of ``num_rows`` sparse rows: ``x[row_ids[n], columns[n]] += values[n]``, then
+    every row minus ``shift`` when there is one (standardized inputs stay sparse this way).
 
     Entries with ``row_ids == num_rows`` are padding and contribute nothing.
     """
@@ -52,10 +54,12 @@ class SparseRows:
     values: jax.Array  # N float32
     num_rows: int = struct.field(pytree_node=False)
     dim: int = struct.field(pytree_node=False)
+    shift: jax.Array | None = None  # dim float32
 
     def to_dense(self) -> jax.Array:
         dense = jnp.zeros((self.num_rows, self.dim), self.values.dtype)
-        return dense.at[self.row_ids, self.columns].add(self.values, mode="drop")
+        dense = dense.at[self.row_ids, self.columns].add(self.values, mode="drop")
+        return dense if self.shift is None else dense - self.shift
 
 
 class SparseDense(nn.Module):
@@ -70,7 +74,12 @@ class SparseDense(nn.Module):
         bias = self.param("bias", zeros_bias, (self.features,))
         rows_NxH = kernel[x.columns] * x.values[:, None]
         summed_BxH = jax.ops.segment_sum(rows_NxH, x.row_ids, num_segments=x.num_rows)
-        return summed_BxH + bias
+        return summed_BxH - shifted(x, kernel) + bias
+
+
+def shifted(x: SparseRows, kernel: jax.Array) -> jax.Array:
+    """What the shift takes off every row's first-layer output: ``shift @ kernel`` (or 0)."""
+    return 0.0 if x.shift is None else x.shift @ kernel
 
 
 def layer_names(depth: int) -> list[str]:
@@ -108,6 +117,8 @@ class MLP(nn.Module):
             sparse = self.input_layer in ("sparse", "auto")
             if index == 0 and isinstance(x, SparseRows) and sparse:
                 x = SparseDense(features, kernel_init=init, name=name)(x)
+            elif index == 0 and isinstance(x, SparseRows) and self.input_layer == "ffi":
+                x = ffi_layer.FfiDense(features, kernel_init=init, name=name)(x)
             else:
                 if isinstance(x, SparseRows):
                     x = x.to_dense()
@@ -152,6 +163,8 @@ class ModelConfig:
             raise ConfigError(
                 f"unknown input_layer {self.input_layer!r}; choose one of {INPUT_LAYERS}"
             )
+        if self.input_layer == "ffi":
+            ffi_layer.require()  # builds the kernel on first use; says why if it cannot
 
     def for_models(self, models_per_device: int) -> ModelConfig:
         """This config with ``input_layer="auto"`` resolved for this many models per device."""
