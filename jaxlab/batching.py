@@ -50,7 +50,7 @@ def to_device_data(
     else:
         raise ConfigError(
             "inputs must be SparseMultiHot, SparseFeatures or a 2-D numpy array, "
-            f"got, got {type(x).__name__}"
+            f"got {type(x).__name__}"
         )
     if labels.shape != (len(offsets) - 1,):
         raise ConfigError(
