@@ -1,5 +1,5 @@
-"""Speed and memory of training the lesson's IMDB model: jaxlab's sparse and dense first layers
-with M models at once, beside the lesson's Keras program and two PyTorch versions.
+"""Speed and memory of training the lesson's IMDB model: jaxlab's sparse, dense and ffi first
+layers with M models at once, beside the lesson's Keras program and two PyTorch versions.
 
     python experiments/benchmark.py                      # M = 1,8,64,256; Keras and PyTorch too
     python experiments/benchmark.py --models 1,64 --formulations sparse --frameworks none
@@ -36,7 +36,7 @@ import numpy as np
 from jaxlab import cli, results
 from jaxlab.errors import ConfigError
 
-INPUT_LAYERS = ("sparse", "dense")
+INPUT_LAYERS = ("sparse", "dense", "ffi")
 REPO = Path(__file__).resolve().parents[1]  # jaxlab.models.INPUT_LAYERS, without importing JAX
 
 DEFAULT_MODELS = (1, 8, 64, 256)
@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--formulations",
         type=parse_names(INPUT_LAYERS),
         default=list(INPUT_LAYERS),
-        help="jaxlab first layers: sparse (gather + segment sum), dense (one-hot matmul)",
+        help="jaxlab first layers: sparse (gather + segment sum), dense (one-hot matmul), "
+        "ffi (C++ kernel; needs a C++ compiler)",
     )
     parser.add_argument(
         "--frameworks",
@@ -665,7 +666,7 @@ def plot(cases: list[dict], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     all_models = sorted({c["models"] for c in cases if "formulation" in c})
-    for formulation, marker in zip(INPUT_LAYERS, ("o", "s"), strict=False):
+    for formulation, marker in zip(INPUT_LAYERS, ("o", "s", "^"), strict=False):
         mine = [c for c in cases if c.get("formulation") == formulation]
         points = [(c["models"], c["ms_per_model_epoch"]) for c in mine if "ms_per_model_epoch" in c]
         missing = [f"M={c['models']} {c['status']}" for c in mine if c["status"] != "ok"]

@@ -24,9 +24,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxlab import batching
+from jaxlab import batching, ffi_layer
 from jaxlab.errors import ConfigError
-from jaxlab.models import init_params
+from jaxlab.models import ModelConfig, init_params
 from jaxlab.optim import OPTIMIZERS, optimizer_defaults
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import (
@@ -178,15 +178,34 @@ def _stream_keys(seeds: np.ndarray, epoch: int) -> tuple[jax.Array, jax.Array]:
     return one(int(seeds)) if np.ndim(seeds) == 0 else jax.vmap(one)(jnp.asarray(seeds))
 
 
-# Compiled once per (trainer, data order); the trainer is static and hashable.
-def _epoch(trainer: Trainer, per_model: bool, state, data, shuffle_keys, dropout_keys, reg):
+def model_axes(model: ModelConfig, one_state) -> tuple[int, ...]:
+    """Per leaf of one model's state, the axis that the sweep stacks its models on: 0, except
+    the ffi first layer's kernel and moments, kept (V, M, H) so its kernel needs no copy."""
+    if model.input_layer != "ffi":
+        return tuple(0 for _ in jax.tree.leaves(one_state))
+    return tuple(jax.tree.leaves(ffi_layer.model_axes(one_state, model.num_words)))
+
+
+def _tree_axes(axes: tuple[int, ...], tree):
+    """``axes`` (one per leaf) in the structure of ``tree``."""
+    return jax.tree.unflatten(jax.tree.structure(tree), list(axes))
+
+
+# Compiled once per (trainer, data order, layout); all three are static and hashable.
+def _epoch(trainer: Trainer, per_model: bool, axes, state, data, shuffle_keys, dropout_keys, reg):
     axis = 0 if per_model else None
-    epoch = jax.vmap(trainer.train_epoch, in_axes=(0, None, axis, axis, 0))
+    state_axes = _tree_axes(axes, state)
+    epoch = jax.vmap(
+        trainer.train_epoch,
+        in_axes=(state_axes, None, axis, axis, 0),
+        out_axes=(state_axes, 0),
+    )
     return epoch(state, data, shuffle_keys, dropout_keys, reg)
 
 
-def _evaluate(trainer: Trainer, state, data, reg):
-    return jax.vmap(trainer.evaluate, in_axes=(0, None, 0))(state.params, data, reg)
+def _evaluate(trainer: Trainer, axes, state, data, reg):
+    params_axes = _tree_axes(axes, state).params
+    return jax.vmap(trainer.evaluate, in_axes=(params_axes, None, 0))(state.params, data, reg)
 
 
 def _needed(trainer: Trainer, per_model: bool, data, shuffle_keys):
@@ -195,8 +214,8 @@ def _needed(trainer: Trainer, per_model: bool, data, shuffle_keys):
     return jnp.max(jax.vmap(trainer.nonzeros_needed, in_axes=(None, 0))(data, shuffle_keys))
 
 
-sweep_epoch = jax.jit(_epoch, static_argnums=(0, 1), donate_argnums=2)
-sweep_evaluate = jax.jit(_evaluate, static_argnums=0)
+sweep_epoch = jax.jit(_epoch, static_argnums=(0, 1, 2), donate_argnums=3)
+sweep_evaluate = jax.jit(_evaluate, static_argnums=(0, 1))
 sweep_needed = jax.jit(_needed, static_argnums=(0, 1))
 
 
@@ -303,14 +322,19 @@ def run_sweep(
             _check_memory(trainer, padded // mesh.size, data_bytes, count)
         init_names = tuple(vmapped.get("kernel_init", [group.model.kernel_init]))
         hyper = {k: jax.device_put(v[take], by_model) for k, v in models.hyperparameters.items()}
-        init = jax.jit(
-            jax.vmap(functools.partial(_init_one, group, init_names)), out_shardings=by_model
+        init_keys = jax.device_put(_init_keys(models.seeds[take]), by_model)
+        init_index = jax.device_put(models.init_index[take], by_model)
+        init_one = functools.partial(_init_one, group, init_names)
+        one_state = jax.eval_shape(
+            init_one, init_keys[0], init_index[0], {k: v[0] for k, v in hyper.items()}
         )
-        state = init(
-            jax.device_put(_init_keys(models.seeds[take]), by_model),
-            jax.device_put(models.init_index[take], by_model),
-            hyper,
+        axes = model_axes(group.model, one_state)
+        state_axes = _tree_axes(axes, one_state)
+        shardings = jax.tree.map(
+            lambda axis: NamedSharding(mesh, PartitionSpec(*[None] * axis, "models")), state_axes
         )
+        init = jax.jit(jax.vmap(init_one, out_axes=state_axes), out_shardings=shardings)
+        state = init(init_keys, init_index, hyper)
         settings = ModelSettings(
             models.l2[take], models.dropout[take], models.activation_index[take]
         )
@@ -325,9 +349,9 @@ def run_sweep(
             if needed > trainer.train_nonzeros:
                 trainer = trainer.with_room_for(needed)
             state, train_sums = sweep_epoch(
-                trainer, per_model, state, train_data, shuffle_keys, dropout_keys, reg
+                trainer, per_model, axes, state, train_data, shuffle_keys, dropout_keys, reg
             )
-            val_sums = sweep_evaluate(trainer, state, val_data, reg)
+            val_sums = sweep_evaluate(trainer, axes, state, val_data, reg)
             values = [np.asarray(v)[:count] for v in (*train_sums.means(), *val_sums.means())]
             result.record(group_fixed, vmapped, epoch, dict(zip(METRICS, values, strict=True)))
             result.seconds.append(time.perf_counter() - start)
@@ -344,7 +368,11 @@ def run_sweep(
             if on_epoch_end is not None:
                 on_epoch_end(result)
         if keep_params:
-            params = jax.tree.map(lambda leaf, n=count: np.asarray(leaf)[:n], state.params)
+            params = jax.tree.map(
+                lambda leaf, axis, n=count: np.moveaxis(np.asarray(leaf), axis, 0)[:n],
+                state.params,
+                _tree_axes(axes, state).params,
+            )
             result.final_params.append((group_fixed, vmapped, params))
     return result
 

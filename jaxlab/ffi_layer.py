@@ -1,0 +1,256 @@
+"""The sparse first layer as a compiled C++ kernel called through the XLA FFI (CPU only).
+
+``x @ kernel`` for a :class:`~jaxlab.models.SparseRows` batch, like
+:class:`~jaxlab.models.SparseDense`, but as one pass over the batch's entries that adds
+``value * kernel[column]`` into its row (forward) or ``value * grad[row]`` into the kernel's row
+(backward), instead of materializing a row of the kernel per entry.
+
+Written for one model, it vmaps over many: the vmap rule puts the models' kernels side by side,
+``(V, M * H)``, so one call serves all of them. That is free (no copy) when the stacked kernel
+is stored vocabulary-major, ``(V, M, H)``; :func:`model_axes` says which leaves of a sweep's
+state to store that way.
+
+The kernel is built from ``csrc/embag.cc`` with a C++ compiler (``$CXX``, else ``g++``) on first
+use, into ``$JAXLAB_CACHE_DIR/build/<hash>/``; :func:`require` raises :class:`ConfigError` if
+it cannot be built.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax.custom_batching import custom_vmap
+
+from jaxlab.errors import ConfigError
+from jaxlab.imdb import default_cache_dir
+from jaxlab.initializers import zeros_bias
+
+SOURCE = Path(__file__).resolve().parent / "csrc" / "embag.cc"
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+FORWARD, BACKWARD = "jaxlab_embag_forward", "jaxlab_embag_backward"
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
+def library_path(compiler: str) -> Path:
+    """Where the kernel built by ``compiler`` lives: one folder per source, flags, compiler,
+    JAX version and machine (``-march=native`` code is not portable between CPUs)."""
+    key = "\n".join(
+        [
+            SOURCE.read_text(),
+            " ".join(FLAGS),
+            compiler,
+            jax.__version__,
+            platform.machine(),
+            _cpu_name(),
+        ]
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return default_cache_dir() / "build" / digest / "libjaxlab_embag.so"
+
+
+def build(compiler: str, target: Path) -> None:
+    """Compiles the kernel to ``target`` atomically: concurrent builds each write their own
+    temporary file and the last rename wins, so a reader never sees a partial library."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
+    os.close(fd)
+    command = [
+        compiler,
+        *FLAGS,
+        f"-I{jax.ffi.include_dir()}",
+        str(SOURCE),
+        "-o",
+        temporary,
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            errors = [line for line in done.stderr.splitlines() if "error" in line]
+            reason = (errors or done.stderr.strip().splitlines() or ["no output"])[0]
+            raise ConfigError(f"the ffi first layer failed to build with {compiler}: {reason}")
+        os.replace(temporary, target)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ConfigError(f"the ffi first layer failed to build with {compiler}: {error}") from None
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+@functools.cache
+def _load() -> str | None:
+    """Builds (if needed), loads and registers the kernel once per process; the reason it is
+    unavailable, or None."""
+    compiler = _compiler()
+    if compiler is None:
+        name = os.environ.get("CXX", "g++")
+        return f"the ffi first layer needs a C++ compiler and {name!r} was not found (set CXX)"
+    target = library_path(compiler)
+    try:
+        if not target.exists():
+            build(compiler, target)
+        library = ctypes.cdll.LoadLibrary(str(target))
+    except ConfigError as error:
+        return str(error)
+    except OSError as error:
+        return f"the ffi first layer could not load {target}: {error}"
+    jax.ffi.register_ffi_target(FORWARD, jax.ffi.pycapsule(library.JaxlabEmbagForward), "cpu")
+    jax.ffi.register_ffi_target(BACKWARD, jax.ffi.pycapsule(library.JaxlabEmbagBackward), "cpu")
+    return None
+
+
+def available() -> bool:
+    """Whether the kernel is built and registered (building it if it can be)."""
+    return _load() is None
+
+
+def require() -> None:
+    """Builds the kernel if needed; raises :class:`ConfigError` saying why it cannot be used."""
+    reason = _load()
+    if reason is not None:
+        raise ConfigError(reason)
+
+
+def _forward(kernel, columns, row_ids, values, num_rows: int):
+    """The raw call: kernel (V, ...) -> (num_rows, ...)."""
+    out = jax.ShapeDtypeStruct((num_rows, *kernel.shape[1:]), jnp.float32)
+    return jax.ffi.ffi_call(FORWARD, out)(kernel, columns, row_ids, values)
+
+
+def _backward(grad, columns, row_ids, values, vocab: int):
+    """The raw call: grad (B, ...) -> (vocab, ...)."""
+    out = jax.ShapeDtypeStruct((vocab, *grad.shape[1:]), jnp.float32)
+    return jax.ffi.ffi_call(BACKWARD, out)(grad, columns, row_ids, values)
+
+
+def _side_by_side(x):
+    """(M, R, ...) -> (R, M * ...): the models' rows next to each other."""
+    return jnp.moveaxis(x, 0, 1).reshape(x.shape[1], -1)
+
+
+def _apart(y, models: int, features: tuple[int, ...]):
+    """(R, M * prod(features)) -> (M, R, *features)."""
+    return jnp.moveaxis(y.reshape(y.shape[0], models, *features), 1, 0)
+
+
+def _per_model_entries(models, batched, columns, row_ids, values, vocab, num_rows):
+    """Each model's own entries as one batch of ``models * num_rows`` rows; with ``vocab``, the
+    columns index ``models * vocab`` kernel rows (the models' kernels one after another)."""
+    columns, row_ids, values = (
+        x if b else jnp.broadcast_to(x, (models, *x.shape))
+        for x, b in zip((columns, row_ids, values), batched, strict=True)
+    )
+    model = jnp.arange(models, dtype=jnp.int32)[:, None]
+    rows = jnp.where(row_ids < num_rows, row_ids + model * num_rows, models * num_rows)
+    return (columns + model * vocab if vocab else columns), rows, values
+
+
+@functools.cache
+def _layer(num_rows: int, vocab: int):
+    """``x @ kernel`` for batches of ``num_rows`` rows and kernels of ``vocab`` rows."""
+
+    @custom_vmap
+    def forward(kernel, columns, row_ids, values):
+        return _forward(kernel, columns, row_ids, values, num_rows)
+
+    @forward.def_vmap
+    def _(models, batched, kernel, columns, row_ids, values):
+        if not any(batched[1:]):  # shared data (always, within one sweep step): one wide call
+            out = forward(_side_by_side(kernel), columns, row_ids, values)
+            return _apart(out, models, kernel.shape[2:]), True
+        own_kernels = batched[0]
+        columns, row_ids, values = _per_model_entries(
+            models, batched[1:], columns, row_ids, values, vocab if own_kernels else 0, num_rows
+        )
+        stacked = kernel.reshape(models * vocab, *kernel.shape[2:]) if own_kernels else kernel
+        flat = _layer(models * num_rows, stacked.shape[0])
+        out = flat(stacked, columns.ravel(), row_ids.ravel(), values.ravel())
+        return out.reshape(models, num_rows, *out.shape[1:]), True
+
+    @custom_vmap
+    def backward(grad, columns, row_ids, values):
+        return _backward(grad, columns, row_ids, values, vocab)
+
+    @backward.def_vmap
+    def _(models, batched, grad, columns, row_ids, values):
+        if not batched[0]:
+            grad = jnp.broadcast_to(grad, (models, *grad.shape))
+        if not any(batched[1:]):
+            out = backward(_side_by_side(grad), columns, row_ids, values)
+            return _apart(out, models, grad.shape[2:]), True
+        columns, row_ids, values = _per_model_entries(
+            models, batched[1:], columns, row_ids, values, vocab, num_rows
+        )
+        flat = _layer(models * num_rows, models * vocab)
+        stacked = grad.reshape(models * num_rows, *grad.shape[2:])
+        out = flat.backward(stacked, columns.ravel(), row_ids.ravel(), values.ravel())
+        return out.reshape(models, vocab, *out.shape[1:]), True
+
+    @jax.custom_vjp
+    def layer(kernel, columns, row_ids, values):
+        return forward(kernel, columns, row_ids, values)
+
+    def layer_forward(kernel, columns, row_ids, values):
+        return forward(kernel, columns, row_ids, values), (columns, row_ids, values)
+
+    def layer_backward(residuals, grad):
+        return backward(grad, *residuals), None, None, None
+
+    layer.defvjp(layer_forward, layer_backward)
+    layer.backward = backward
+    return layer
+
+
+def sparse_matmul(kernel: jax.Array, columns, row_ids, values, num_rows: int) -> jax.Array:
+    """``x @ kernel`` for ``x[row_ids[n], columns[n]] += values[n]`` with ``num_rows`` rows;
+    entries with ``row_ids == num_rows`` are padding. Differentiable in ``kernel``."""
+    require()
+    columns = jnp.asarray(columns, jnp.int32)
+    row_ids = jnp.asarray(row_ids, jnp.int32)
+    values = jnp.asarray(values, jnp.float32)
+    return _layer(int(num_rows), int(kernel.shape[0]))(kernel, columns, row_ids, values)
+
+
+def model_axes(shapes, vocab: int):
+    """For a single model's state (shapes or arrays), the axis a stack of models should be kept
+    on: 1 for leaves whose rows are the vocabulary (the first layer's kernel and its optimizer
+    moments, stored ``(V, M, H)`` so the kernel's vmap rule needs no copy), else 0."""
+    return jax.tree.map(lambda leaf: 1 if leaf.ndim >= 2 and leaf.shape[0] == vocab else 0, shapes)
+
+
+class FfiDense(nn.Module):
+    """``Dense`` for :class:`~jaxlab.models.SparseRows` through the kernel; same parameters as
+    :class:`~jaxlab.models.SparseDense` (``kernel`` V x H, ``bias`` H)."""
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.glorot_uniform()
+
+    @nn.compact
+    def __call__(self, x) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (x.dim, self.features))
+        bias = self.param("bias", zeros_bias, (self.features,))
+        out = sparse_matmul(kernel, x.columns, x.row_ids, x.values, x.num_rows)
+        if x.shift is not None:  # standardized inputs: every row minus shift
+            out = out - x.shift @ kernel
+        return out + bias

@@ -1,0 +1,199 @@
+"""The ffi first layer (a C++ kernel through the XLA FFI) gives the sparse layer's numbers."""
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import synthetic_reviews
+
+from jaxlab import ffi_layer, sparse_multi_hot
+from jaxlab.batching import gather_batch, to_device_data
+from jaxlab.models import ModelConfig, init_params
+from jaxlab.sweep import run_sweep
+from jaxlab.train import METRICS, TrainConfig, fit
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "g++")) is None,
+    reason="no C++ compiler (g++ or $CXX) to build the ffi first layer",
+)
+
+
+def assert_histories_equal(actual, expected, tol=1e-5):
+    for metric in METRICS:
+        np.testing.assert_allclose(actual[metric], expected[metric], rtol=tol, atol=tol)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """A batch with counts as values (not only 1.0), 4 padding rows and padding entries."""
+    rng = np.random.default_rng(0)
+    counts = np.zeros((64, 300), np.float32)
+    for row in counts:
+        words = rng.integers(0, 300, size=rng.integers(1, 40))
+        np.add.at(row, words, rng.uniform(0.5, 3.0, size=len(words)).astype(np.float32))
+    data = to_device_data(counts, np.zeros(64))
+    rows = jnp.asarray(np.r_[rng.permutation(64)[:60], [-1] * 4], jnp.int32)
+    inputs, _, weights = gather_batch(data, rows, max_nonzeros=64 * 40)
+    assert float(jnp.min(inputs.values)) < 1.0 < float(jnp.max(inputs.values))
+    assert int(jnp.sum(inputs.row_ids == inputs.num_rows)) > 0
+    return inputs, weights
+
+
+def loss_and_grads(kind, params, inputs, weights):
+    config = ModelConfig(num_words=300, input_layer=kind)
+
+    def loss(params):
+        logits = config.module().apply({"params": params}, inputs)
+        return jnp.sum(weights * jnp.tanh(logits)), logits
+
+    return jax.value_and_grad(loss, has_aux=True)(params)
+
+
+@needs_compiler
+@pytest.mark.parametrize("other", ["sparse", "dense"])
+def test_outputs_and_gradients_equal_the_other_layers(batch, other):
+    inputs, weights = batch
+    params = init_params(ModelConfig(num_words=300), jax.random.key(0))
+    (value, logits), grads = loss_and_grads("ffi", params, inputs, weights)
+    (value_o, logits_o), grads_o = loss_and_grads(other, params, inputs, weights)
+    np.testing.assert_allclose(logits, logits_o, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(value, value_o, rtol=1e-5, atol=1e-5)
+    for g, g_o in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_o), strict=True):
+        np.testing.assert_allclose(g, g_o, rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
+def test_vmapped_kernels_in_either_layout_and_per_model_data_equal_a_loop(batch):
+    inputs, weights = batch
+    kernels = jax.random.normal(jax.random.key(1), (3, 300, 16))
+    targets = jax.random.normal(jax.random.key(2), (3, inputs.num_rows, 16))
+
+    def loss(kernel, columns, row_ids, values, target):
+        out = ffi_layer.sparse_matmul(kernel, columns, row_ids, values, inputs.num_rows)
+        return jnp.sum(jnp.tanh(out) * target)
+
+    def reference(kernel, columns, row_ids, values, target):
+        rows = kernel[columns] * values[:, None]
+        out = jax.ops.segment_sum(rows, row_ids, num_segments=inputs.num_rows)
+        return jnp.sum(jnp.tanh(out) * target)
+
+    data = (inputs.columns, inputs.row_ids, inputs.values)
+    expected = jax.vmap(jax.value_and_grad(reference), in_axes=(0, None, None, None, 0))(
+        kernels, *data, targets
+    )
+    for axis in (0, 1):
+        stored = jnp.moveaxis(kernels, 0, axis)
+        grad = jax.vmap(
+            jax.value_and_grad(loss), in_axes=(axis, None, None, None, 0), out_axes=(0, axis)
+        )
+        value, dkernel = jax.jit(grad)(stored, *data, targets)
+        np.testing.assert_allclose(value, expected[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(jnp.moveaxis(dkernel, axis, 0), expected[1], atol=1e-5)
+    # Each model its own entries (per-model data order), with its own or a shared kernel.
+    order = [jnp.roll(x, 7 * m) for m in range(3) for x in data]
+    per_model = [jnp.stack(order[i::3]) for i in range(3)]
+    expected = jax.vmap(jax.value_and_grad(reference))(kernels, *per_model, targets)
+    value, dkernel = jax.jit(jax.vmap(jax.value_and_grad(loss)))(kernels, *per_model, targets)
+    np.testing.assert_allclose(value, expected[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dkernel, expected[1], atol=1e-5)
+    shared = jax.vmap(jax.value_and_grad(loss), in_axes=(None, 0, 0, 0, 0))
+    expected = jax.vmap(jax.value_and_grad(reference), in_axes=(None, 0, 0, 0, 0))
+    value, dkernel = jax.jit(shared)(kernels[0], *per_model, targets)
+    value_r, dkernel_r = expected(kernels[0], *per_model, targets)
+    np.testing.assert_allclose(value, value_r, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dkernel, dkernel_r, atol=1e-5)
+
+
+TINY = TrainConfig(
+    model=ModelConfig(hidden=(8, 8), num_words=50), epochs=2, batch_size=32, eval_batch_size=40
+)
+
+
+def with_layer(config: TrainConfig, layer: str) -> TrainConfig:
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, input_layer=layer))
+
+
+@needs_compiler
+def test_fit_history_equals_the_sparse_layer():
+    train, validation = synthetic_reviews(150, 50), synthetic_reviews(60, 50, seed=1)
+    config = dataclasses.replace(with_layer(TINY, "ffi"), l2=1e-3, dropout=0.25)
+    expected = fit(with_layer(config, "sparse"), train, validation, seed=3, verbose=False)
+    actual = fit(config, train, validation, seed=3, verbose=False)
+    assert_histories_equal(actual, expected)
+
+
+@needs_compiler
+def test_vmapped_sweep_equals_the_sparse_layer():
+    # Per-model data orders take the kernel's other vmap path, checked above.
+    train, validation = synthetic_reviews(150, 50), synthetic_reviews(60, 50, seed=1)
+    grid = {"learning_rate": [1e-3, 3e-3]}
+    runs = {
+        layer: run_sweep(
+            with_layer(TINY, layer),
+            grid,
+            [0, 1, 2],
+            train,
+            validation,
+            keep_params=True,
+            verbose=False,
+        )
+        for layer in ("sparse", "ffi")
+    }
+    assert_histories_equal(runs["ffi"].histories, runs["sparse"].histories)
+    config = {"learning_rate": 3e-3}
+    params = runs["ffi"].params_of(config)
+    assert params["input"]["kernel"].shape == (3, 50, 8)
+    for a, b in zip(
+        jax.tree.leaves(params), jax.tree.leaves(runs["sparse"].params_of(config)), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
+def test_dense_inputs_and_a_shift_use_the_same_parameters():
+    """Dense inputs take nn.Dense with the same parameters; a shift (standardized inputs) is
+    taken off every row, as by the sparse layer."""
+    sequences = [[1, 2, 2, 5], [3], [4, 4, 4, 1]]
+    multi_hot = sparse_multi_hot(sequences, 8)
+    data = to_device_data(multi_hot, np.zeros(3))
+    inputs, _, _ = gather_batch(data, jnp.arange(3, dtype=jnp.int32), max_nonzeros=16)
+    config = ModelConfig(hidden=(4,), num_words=8, input_layer="ffi")
+    params = init_params(config, jax.random.key(0))
+    sparse = config.module().apply({"params": params}, inputs)
+    dense = config.module().apply({"params": params}, inputs.to_dense())
+    np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-6)
+    shifted = dataclasses.replace(inputs, shift=jnp.linspace(-1.0, 1.0, 8))
+    expected = ModelConfig(hidden=(4,), num_words=8, input_layer="sparse").module()
+    np.testing.assert_allclose(
+        config.module().apply({"params": params}, shifted),
+        expected.apply({"params": params}, shifted),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_without_a_compiler_asking_for_ffi_is_a_one_line_config_error(tmp_path):
+    # A fresh process whose compiler does not exist and whose build cache is empty.
+    code = (
+        "from jaxlab.models import ModelConfig\n"
+        "try:\n    ModelConfig(input_layer='ffi')\n"
+        "except Exception as e:\n    print(type(e).__name__, '|', e)\n"
+        "ModelConfig(input_layer='sparse')\nprint('sparse ok')\n"
+    )
+    env = {
+        **os.environ,
+        "CXX": str(tmp_path / "no-such-compiler"),
+        "JAXLAB_CACHE_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("ConfigError | the ffi first layer needs a C++ compiler"), done
+    assert lines[1] == "sparse ok"
