@@ -27,41 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
     return out
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Rank correlation (ties get their average rank)."""
-
-    def ranks(values):
-        order = np.argsort(values, kind="stable")
-        rank = np.empty(len(values))
-        rank[order] = np.arange(len(values))
-        for value in np.unique(values):  # average ties
-            rank[values == value] = rank[values == value].mean()
-        return rank
-
-    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
-    if rx.std() == 0 or ry.std() == 0:
-        return 0.0
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def train_loss_increases(result: SweepResult, rate: float) -> float:
-    """Mean number of epochs whose training loss rose over the previous one (oscillation)."""
-    loss = result.select({"learning_rate": rate})["loss"]
-    rises = np.sum(np.diff(loss, axis=1) > 0, axis=1).astype(float)
-    return float(np.nanmean(np.where(np.isnan(loss).any(axis=1), np.nan, rises)))
-
-
 def judge(result: SweepResult) -> list[lesson.Claim]:
     rows = {row["learning_rate"]: row for row in result.summary()}
     healthy = [rate for rate in RATES if "epoch_min_val_loss_mean" in rows[rate]]
     epochs_to_min = [rows[rate]["epoch_min_val_loss_mean"] for rate in healthy]
-    rho = spearman(np.log(healthy), epochs_to_min)
+    rho = lesson.spearman(np.log(healthy), epochs_to_min)
     smallest, default, largest = RATES[0], 1e-3, RATES[-1]
     epochs = result.histories["loss"].shape[-1]
     slow = rows[smallest]
     diverged_large = rows[largest]["diverged"]
-    rises_large = train_loss_increases(result, largest)
-    rises_default = train_loss_increases(result, default)
+    rises_large = lesson.loss_rises(result, {"learning_rate": largest})
+    rises_default = lesson.loss_rises(result, {"learning_rate": default})
     return [
         lesson.Claim(
             TECHNIQUE,

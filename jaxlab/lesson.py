@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jaxlab import cli, plotting, results
 from jaxlab.errors import ConfigError
 from jaxlab.imdb import load_imdb_multi_hot
@@ -39,6 +41,40 @@ def claims_table(claims: Sequence[Claim]) -> str:
         verdict = "yes" if claim.holds else "**no**"
         lines.append(f"| {claim.technique} | {claim.statement} | {claim.evidence} | {verdict} |")
     return "\n".join(lines)
+
+
+def spearman(x, y) -> float:
+    """Rank correlation of two sequences (ties get their average rank); 0 if one is constant."""
+
+    def ranks(values):
+        order = np.argsort(values, kind="stable")
+        rank = np.empty(len(values))
+        rank[order] = np.arange(len(values))
+        for value in np.unique(values):  # average ties
+            rank[values == value] = rank[values == value].mean()
+        return rank
+
+    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
+    if rx.std() == 0 or ry.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def loss_rises(result: SweepResult, config: Mapping[str, Any], metric: str = "loss") -> float:
+    """Mean number of epochs (over seeds that did not diverge) whose ``metric`` rose over the
+    previous epoch's: how much training oscillates."""
+    loss = result.select(config)[metric]
+    rises = np.sum(np.diff(loss, axis=1) > 0, axis=1).astype(float)
+    return float(np.nanmean(np.where(np.isnan(loss).any(axis=1), np.nan, rises)))
+
+
+def loss_at(result: SweepResult, config: Mapping[str, Any], epoch: int) -> tuple[float, float]:
+    """Training loss after ``epoch`` epochs (1-based): mean and std over seeds; inf if a seed
+    diverged."""
+    loss = result.select(config)["loss"][:, epoch - 1]
+    if not np.isfinite(loss).all():
+        return float("inf"), 0.0
+    return float(loss.mean()), float(loss.std())
 
 
 def parser(description: str, seeds: int = 5, epochs: int = 20) -> argparse.ArgumentParser:
@@ -68,6 +104,7 @@ class Run:
     quick: bool
     directory: Path
     started: float = dataclasses.field(default_factory=time.perf_counter)
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_args(cls, name: str, args: argparse.Namespace) -> Run:
@@ -92,11 +129,16 @@ class Run:
         base: TrainConfig,
         grid: Mapping[str, Sequence],
         name: str = "sweep",
+        data: tuple | None = None,
+        epochs: int | None = None,
         **options: Any,
     ) -> SweepResult:
-        """Runs ``grid`` x seeds from ``base`` (epochs set by this run) into ``<run>/<name>``,
-        saving after every epoch."""
-        base = dataclasses.replace(base, epochs=self.epochs)
+        """Runs ``grid`` x seeds from ``base`` into ``<run>/<name>``, saving after every epoch.
+
+        ``data`` is ``(train, validation)`` (default: the lesson's multi-hot IMDB); ``epochs``
+        defaults to this run's.
+        """
+        base = dataclasses.replace(base, epochs=epochs or self.epochs)
         directory = self.directory / name
         directory.mkdir(exist_ok=True)
 
@@ -108,7 +150,7 @@ class Run:
             base,
             grid,
             self.seeds,
-            *self.data(args, base.model.num_words),
+            *(data or self.data(args, base.model.num_words)),
             verbose=not args.quiet,
             on_epoch_end=save,
             **options,
@@ -117,13 +159,15 @@ class Run:
         return result
 
     def write_info(self, **info: Any) -> None:
+        """Adds ``info`` to what ``run.json`` records (earlier entries are kept)."""
+        self.info.update(info)
         results.write_run_info(
             self.directory,
             experiment=self.name,
             seeds=self.seeds,
             quick=self.quick,
             wall_seconds=time.perf_counter() - self.started,
-            **info,
+            **self.info,
         )
 
     def finish(self, sweeps: Mapping[str, SweepResult], claims: Sequence[Claim], title: str):

@@ -81,3 +81,41 @@ def plot_bands(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_against(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | os.PathLike,
+    metric: str = "val_loss",
+    title: str | None = None,
+    log_x: Sequence[str] = (),
+) -> None:
+    """One panel per x-axis: ``metric`` (mean over seeds, ±1 std band) against it.
+
+    Args:
+      curves: ``{label: {metric: array[seed, epoch], x_name: array[epoch], ...}}``; every key
+        other than ``metric`` is an x-axis (e.g. epochs, updates, seconds).
+      log_x: the x-axes to draw on a log scale.
+    """
+    x_names = [name for name in next(iter(curves.values())) if name != metric]
+    fig, axes = plt.subplots(1, len(x_names), figsize=(5.2 * len(x_names), 4.5), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, series) in enumerate(curves.items()):
+        values = np.asarray(series[metric], float)
+        mean, spread = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        for ax, x_name in zip(axes[0], x_names, strict=True):
+            x = np.asarray(series[x_name], float)
+            colour = colours[index % len(colours)]
+            ax.plot(x, mean, "-o", markersize=2.5, color=colour, label=label)
+            ax.fill_between(x, mean - spread, mean + spread, color=colour, alpha=0.2, lw=0)
+    for ax, x_name in zip(axes[0], x_names, strict=True):
+        ax.set_xlabel(x_name)
+        ax.set_ylabel(metric)
+        ax.set_xscale("log" if x_name in log_x else "linear")
+        ax.grid(True)
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

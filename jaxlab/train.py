@@ -302,3 +302,15 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     return history
+
+
+def step_memory_bytes(trainer: Trainer, data: DeviceData) -> int:
+    """The working memory XLA plans for one train step of one model, from the compiled step
+    (never run): temporaries only, not the dataset, parameters or optimizer state passed in."""
+    key = jax.random.key(0)
+    state = jax.eval_shape(trainer.init, key)
+    rows = jax.ShapeDtypeStruct((trainer.batch_size,), jnp.int32)
+    lowered = jax.jit(trainer.train_step).lower(
+        state, data, rows, ModelSettings.of(trainer.config), key
+    )
+    return int(lowered.compile().memory_analysis().temp_size_in_bytes)

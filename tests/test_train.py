@@ -128,3 +128,19 @@ def test_reported_val_loss_includes_the_l2_penalty(tiny):
 def test_bad_training_config_is_a_clear_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kwargs)
+
+
+def test_step_memory_grows_with_the_batch_and_the_dense_first_layer():
+    from jaxlab.train import step_memory_bytes
+
+    wide = 5000  # a dense batch is 64 x 5000 floats; its ~400 nonzeros are far fewer
+    train = batching.to_device_data(*synthetic_reviews(70, wide, seed=0))
+    val = batching.to_device_data(*synthetic_reviews(30, wide, seed=1))
+
+    def memory(layer, batch_size):
+        model = ModelConfig(hidden=(8, 8), num_words=wide, input_layer=layer)
+        config = TrainConfig(model=model, batch_size=batch_size)
+        return step_memory_bytes(make_trainer(config, train, val), train)
+
+    assert memory("dense", 64) > memory("dense", 8) > 0
+    assert memory("dense", 64) > memory("sparse", 64)

@@ -1,0 +1,145 @@
+"""1-5 Activations: sigmoid, tanh, relu, leaky_relu and gelu in the lesson's network, vmapped
+over 5 seeds in one program; per-layer gradient sizes at initialization and the hidden units
+that are never active on the training set after training.
+
+The lesson: sigmoid trains slower and its gradients shrink towards the first layer (vanishing
+gradients); some ReLU units die (never active, so they stop learning); Leaky ReLU avoids that.
+
+    python experiments/lesson_activations.py
+    python experiments/lesson_activations.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlab import lesson
+from jaxlab.activations import ACTIVATIONS
+from jaxlab.models import ModelConfig, init_params, layer_names
+from jaxlab.sweep_results import SweepResult
+from jaxlab.train import TrainConfig, binary_crossentropy
+
+NAMES = ["sigmoid", "tanh", "relu", "leaky_relu", "gelu"]
+EARLY_EPOCH = 2  # "trains slower": the training loss this early
+GRADIENT_BATCH = 512  # training reviews the gradients are measured on
+TECHNIQUE = "1-5 activations"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return lesson.parser(__doc__.split("\n\n")[0])
+
+
+def gradient_rms(params, x, y, activation: str) -> list[float]:
+    """Root-mean-square of the loss gradient of each layer's kernel, first layer first."""
+    module = ModelConfig(activation=activation, input_layer="dense", num_words=x.shape[1]).module()
+
+    def loss(params):
+        return jnp.mean(binary_crossentropy(module.apply({"params": params}, x), y))
+
+    grads = jax.grad(loss)(params)
+    return [float(jnp.sqrt(jnp.mean(grads[name]["kernel"] ** 2))) for name in in_order(params)]
+
+
+def in_order(params) -> list[str]:
+    """Layer names from the first layer to the output (dicts of arrays may come sorted)."""
+    return layer_names(len(params))
+
+
+def never_active(params, x_dense_chunks, activation: str) -> float:
+    """The fraction of hidden units whose input is <= 0 for every training review."""
+    act = ACTIVATIONS.get(activation)
+    hidden = in_order(params)[:-1]
+    peak = {name: -np.inf for name in hidden}
+    for x in x_dense_chunks:
+        h = jnp.asarray(x)
+        for name in hidden:
+            z = h @ params[name]["kernel"] + params[name]["bias"]
+            peak[name] = np.maximum(peak[name], np.asarray(z.max(axis=0)))
+            h = act(z)
+    return float(np.mean(np.concatenate([peak[name] <= 0 for name in hidden])))
+
+
+def dense_chunks(x, size: int = 2500):
+    for start in range(0, len(x), size):
+        yield x.take(np.arange(start, min(start + size, len(x)))).to_dense()
+
+
+def measure(result: SweepResult, train) -> tuple[dict, dict]:
+    """Per activation: gradient RMS per layer at initialization (mean over seeds), and the
+    fraction of never-active hidden units after training (per seed)."""
+    x, y = train
+    rows = np.arange(min(GRADIENT_BATCH, len(y)))
+    batch_x, batch_y = jnp.asarray(x.take(rows).to_dense()), jnp.asarray(y[rows])
+    seeds = result.values("seed")
+    gradients, dead = {}, {}
+    for name in NAMES:
+        per_seed = [
+            gradient_rms(init_params(ModelConfig(), jax.random.key(s)), batch_x, batch_y, name)
+            for s in seeds
+        ]
+        gradients[name] = np.mean(per_seed, axis=0).tolist()
+        final = result.params_of({"activation": name})
+        dead[name] = [
+            never_active(jax.tree.map(lambda leaf, i=i: leaf[i], final), dense_chunks(x), name)
+            for i in range(len(seeds))
+        ]
+    return gradients, dead
+
+
+def judge(result: SweepResult, gradients: dict, dead: dict) -> list[lesson.Claim]:
+    early = {name: lesson.loss_at(result, {"activation": name}, EARLY_EPOCH) for name in NAMES}
+    slowest = max(early, key=lambda name: early[name][0])
+    ratio = {name: g[0] / g[-1] for name, g in gradients.items()}
+    sigmoid = gradients["sigmoid"]
+    shrinking = all(a < b for a, b in zip(sigmoid, sigmoid[1:], strict=False))
+    dead_mean = {name: float(np.mean(values)) for name, values in dead.items()}
+    return [
+        lesson.Claim(
+            TECHNIQUE,
+            "Sigmoid trains slower.",
+            f"training loss after epoch {EARLY_EPOCH}: "
+            + ", ".join(f"{n} {m:.3f} ± {s:.3f}" for n, (m, s) in early.items()),
+            slowest == "sigmoid",
+        ),
+        lesson.Claim(
+            TECHNIQUE,
+            "Sigmoid's gradients shrink towards the first layer.",
+            "kernel-gradient RMS at initialization, first to last layer: sigmoid "
+            + " < ".join(f"{g:.2e}" for g in sigmoid)
+            + "; first/last layer: "
+            + ", ".join(f"{n} {r:.3g}" for n, r in ratio.items()),
+            shrinking and ratio["sigmoid"] == min(ratio.values()),
+        ),
+        lesson.Claim(
+            TECHNIQUE,
+            "Some ReLU units die (never active on the training set).",
+            "never-active hidden units after training: "
+            + ", ".join(f"{n} {100 * v:.1f}%" for n, v in dead_mean.items()),
+            dead_mean["relu"] > 0,
+        ),
+        lesson.Claim(
+            TECHNIQUE,
+            "Leaky ReLU avoids dead units.",
+            f"never-active hidden units: leaky_relu {100 * dead_mean['leaky_relu']:.1f}% vs "
+            f"relu {100 * dead_mean['relu']:.1f}% (per seed: "
+            + ", ".join(f"{100 * v:.0f}%" for v in dead["relu"])
+            + ")",
+            dead_mean["leaky_relu"] < dead_mean["relu"],
+        ),
+    ]
+
+
+def run(args: argparse.Namespace) -> None:
+    this = lesson.Run.from_args("lesson_activations", args)
+    result = this.sweep(args, TrainConfig(), {"activation": NAMES}, "activations", keep_params=True)
+    gradients, dead = measure(result, this.data(args)[0])
+    this.write_info(gradient_rms_at_init=gradients, never_active_units=dead)
+    this.finish({"activations": result}, judge(result, gradients, dead), "1-5 activations")
+
+
+if __name__ == "__main__":
+    lesson.main(build_parser, run)
