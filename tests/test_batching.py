@@ -58,5 +58,7 @@ def test_bad_labels_or_inputs_are_clear_errors():
         batching.to_device_data(x, np.zeros(3))
     with pytest.raises(ConfigError, match="0 or 1"):
         batching.to_device_data(x, np.array([0, 2]))
-    with pytest.raises(ConfigError, match="SparseMultiHot, SparseFeatures or a 2-D numpy array, got list"):
+    with pytest.raises(
+        ConfigError, match="SparseMultiHot, SparseFeatures or a 2-D numpy array, got list"
+    ):
         batching.to_device_data([[1], [2]], np.zeros(2))
