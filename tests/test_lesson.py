@@ -96,3 +96,43 @@ def test_lesson_script_quick_mode_writes_claims(script, imdb_dir, imdb_cache, tm
     assert list(run_dir.glob("bands-*.png")) and (run_dir / "summary.md").exists()
     for name in ("histories.csv", "histories.npz", "summary.json"):
         assert list(run_dir.glob(f"*/{name}"))
+
+
+def test_report_rejects_unknown_scripts(tmp_path):
+    from helpers import assert_one_line_error
+
+    result = run_script("lesson_report.py", "--only", "lesson_magic", "--out", str(tmp_path))
+    assert_one_line_error(result, "unknown lesson script(s) lesson_magic; known: lesson_batch_size")
+
+
+@pytest.mark.imdb
+def test_report_collects_the_scripts_verdicts_and_resumes(imdb_dir, imdb_cache, tmp_path):
+    args = ("--only", "lesson_initialization", "--quick", "--quiet", "--out", str(tmp_path))
+    env = {"JAXLAB_CACHE_DIR": str(imdb_cache), "TFDS_DATA_DIR": str(imdb_dir)}
+    result = run_script("lesson_report.py", *args, env_extra=env)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = tmp_path.glob("lesson_initialization-*")
+    claims = json.loads((run_dir / "claims.json").read_text())
+    report = (tmp_path / "report.md").read_text()
+    for claim in claims:
+        verdict = "holds" if claim["holds"] else "**does not hold**"
+        assert f"| {claim['technique']} | {claim['statement']} | {verdict} |" in report
+    assert f"{sum(c['holds'] for c in claims)} of {len(claims)} claims hold" in report
+    assert f"]({run_dir.name}/bands-initializers.png)" in report
+    assert "## lesson_capacity\n\nNot run yet" in report
+    assert "not evidence" in report
+    again = run_script("lesson_report.py", *args, env_extra=env)
+    assert "finished run found, not run again" in again.stdout
+    assert len(list(tmp_path.glob("lesson_initialization-*"))) == 1
+
+
+@pytest.mark.imdb
+def test_overfitting_refuses_a_capacity_run_it_cannot_use(imdb_dir, imdb_cache, tmp_path):
+    from helpers import assert_one_line_error
+
+    common = ("--quick", "--data-dir", str(imdb_dir), "--out", str(tmp_path))
+    env = {"JAXLAB_CACHE_DIR": str(imdb_cache)}
+    missing = run_script(
+        "lesson_overfitting.py", "--capacity-from", str(tmp_path / "none"), *common, env_extra=env
+    )
+    assert_one_line_error(missing, "--capacity-from: no saved sweep in")
