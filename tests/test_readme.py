@@ -48,3 +48,21 @@ def test_readme_command_line_import_trains_with_the_user_optimizer(
     )
     assert result.returncode == 0, result.stderr
     assert '"optimizer": "sgd_clipped"' in next((tmp_path / "out").glob("*/run.json")).read_text()
+
+
+@pytest.mark.imdb
+def test_readme_scaling_example_standardizes_with_training_statistics(
+    imdb_dir, imdb_cache, monkeypatch
+):
+    import numpy as np
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(imdb_dir))
+    monkeypatch.setenv("JAXLAB_CACHE_DIR", str(imdb_cache))
+    namespace = {}
+    code = readme_block("Word counts and scaled features stay sparse too")
+    exec(compile(code, "README", "exec"), namespace)
+    x, x_test = namespace["x"], namespace["x_test"]
+    assert x.shape == x_test.shape == (25000, 10000)
+    column_means = np.bincount(x.indices, x.values, minlength=x.dim) / len(x) - x.shift
+    np.testing.assert_allclose(column_means, 0.0, atol=1e-4)
+    np.testing.assert_array_equal(x_test.shift, x.shift)  # the training split's statistics
