@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from jaxlab import lesson
+from jaxlab import lesson, plotting
 from jaxlab.errors import ConfigError
 from jaxlab.optim import OPTIMIZERS, optimizer_defaults
 from jaxlab.sweep_results import SweepResult
@@ -92,7 +92,18 @@ def run(args: argparse.Namespace) -> None:
         default = optimizer_defaults(name)["learning_rate"]
         grid = {"learning_rate": [default / 10, default, default * 10]}
         sweeps[name] = this.sweep(args, TrainConfig(optimizer=name), grid, name)
+    plot_at_default(sweeps, this.directory / "loss-at-default.png")
     this.finish(sweeps, judge(sweeps), "1-7 optimizers")
+
+
+def plot_at_default(sweeps: dict[str, SweepResult], path) -> None:
+    """Every optimizer's training and validation loss at its default rate, in one figure."""
+    curves = {}
+    for name, result in sweeps.items():
+        curve = result.select({"learning_rate": optimizer_defaults(name)["learning_rate"]})
+        epochs = np.arange(1, curve["loss"].shape[1] + 1)
+        curves[name] = {"loss": curve["loss"], "epochs": epochs}
+    plotting.plot_against(curves, path, "loss", title="1-7 optimizers at their default rate")
 
 
 if __name__ == "__main__":

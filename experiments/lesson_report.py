@@ -107,7 +107,8 @@ def section(name: str, run: Path, out: Path) -> tuple[str, list[dict], dict]:
         + (" — quick mode, not evidence" if info.get("quick") else ""),
         "",
     ]
-    for figure in sorted(run.glob("*.png")):
+    # Overview figures first, then the bands of each sweep.
+    for figure in sorted(run.glob("*.png"), key=lambda f: (f.name.startswith("bands"), f.name)):
         lines += [f"![{figure.stem}]({relative / figure.name})", ""]
     lines += [(run / "summary.md").read_text().strip(), ""]
     lines += ["| claim | evidence | verdict |", "|---|---|---|"]
