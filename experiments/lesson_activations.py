@@ -25,6 +25,7 @@ from jaxlab.train import TrainConfig, binary_crossentropy
 
 NAMES = ["sigmoid", "tanh", "relu", "leaky_relu", "gelu"]
 EARLY_EPOCH = 2  # "trains slower": the training loss this early
+FEWER = 0.5  # "avoids": at most half as many never-active units as ReLU
 GRADIENT_BATCH = 512  # training reviews the gradients are measured on
 TECHNIQUE = "1-5 activations"
 
@@ -125,10 +126,13 @@ def judge(result: SweepResult, gradients: dict, dead: dict) -> list[lesson.Claim
             TECHNIQUE,
             "Leaky ReLU avoids dead units.",
             f"never-active hidden units: leaky_relu {100 * dead_mean['leaky_relu']:.1f}% vs "
-            f"relu {100 * dead_mean['relu']:.1f}% (per seed: "
+            f"relu {100 * dead_mean['relu']:.1f}% (per seed: leaky_relu "
+            + ", ".join(f"{100 * v:.0f}%" for v in dead["leaky_relu"])
+            + "; relu "
             + ", ".join(f"{100 * v:.0f}%" for v in dead["relu"])
-            + ")",
-            dead_mean["leaky_relu"] < dead_mean["relu"],
+            + "); a never-active Leaky ReLU unit still passes 0.2 of the gradient, a ReLU one "
+            "none",
+            dead_mean["relu"] > 0 and dead_mean["leaky_relu"] <= FEWER * dead_mean["relu"],
         ),
     ]
 
