@@ -94,14 +94,17 @@ def judge(sweeps: dict[str, SweepResult], ranges: dict[str, dict]) -> list[lesso
         }
         spread = {name: row.get("min_val_loss_std", float("nan")) for name, row in rows.items()}
         diverged = {name: row["diverged"] for name, row in rows.items()}
-        best_scaled = min(SCALED, key=lambda s: early[s][0])
+        faster = [s for s in SCALED if early[s][0] < early["counts"][0]]
+        best = {name: row.get("min_val_loss_mean", float("nan")) for name, row in rows.items()}
         claims.append(
             lesson.Claim(
                 TECHNIQUE,
                 f"Scaling the counts speeds up training ({optimizer}).",
                 f"training loss after epoch {EARLY_EPOCH}: "
-                + ", ".join(f"{n} {m:.3f} ± {s:.3f}" for n, (m, s) in early.items()),
-                early[best_scaled][0] < early["counts"][0],
+                + ", ".join(f"{n} {m:.3f} ± {s:.3f}" for n, (m, s) in early.items())
+                + f"; faster than raw counts: {', '.join(faster) or 'none'}; min val_loss: "
+                + ", ".join(f"{n} {v:.3f}" for n, v in best.items()),
+                bool(faster),
             )
         )
         claims.append(
