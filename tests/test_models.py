@@ -78,4 +78,6 @@ def test_auto_input_layer_follows_the_measured_rule():
     assert choose_input_layer("auto", SPARSE_MAX_MODELS_ON_CPU + 1, "cpu") == "dense"
     assert choose_input_layer("auto", 1, "gpu") == "dense"
     assert choose_input_layer("sparse", 1000, "gpu") == "sparse"
+    assert choose_input_layer("auto", 1000, "cpu", ffi_available=True) == "ffi"
+    assert choose_input_layer("auto", 1, "gpu", ffi_available=True) == "dense"
     assert ModelConfig().for_models(1).input_layer in ("sparse", "dense")
