@@ -19,7 +19,7 @@ import numpy as np
 
 import jaxlab
 from jaxlab import cli, plotting, results
-from jaxlab.models import ModelConfig, init_params, summary
+from jaxlab.models import INPUT_LAYERS, ModelConfig, init_params, summary
 from jaxlab.train import TrainConfig, fit, run_keys
 
 
@@ -75,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument(
         "--input-layer",
-        choices=("auto", "sparse", "dense"),
+        choices=INPUT_LAYERS,
         default="auto",
-        help="first layer: gather rows (sparse) or one-hot matmul (dense); auto picks the faster",
+        help="first layer: compiled kernel (ffi, CPU), gathered rows (sparse) or one-hot matmul "
+        "(dense); auto picks the fastest measured here",
     )
     parser.add_argument(
         "--train-size", type=int, default=None, help="use only the first N reviews of each split"

@@ -156,7 +156,7 @@ class ModelConfig:
     hidden: tuple[int, ...] = (16, 16)
     activation: str | tuple[str, ...] = "relu"  # a tuple: chosen per model by index
     kernel_init: str = "glorot_uniform"
-    input_layer: str = "sparse"
+    input_layer: str = "auto"  # resolved per backend and model count by for_models
     num_words: int = 10000
 
     def __post_init__(self) -> None:
