@@ -15,7 +15,7 @@ from flax import struct
 
 from jaxlab.encoding import SparseFeatures, SparseMultiHot, as_features
 from jaxlab.errors import ConfigError
-from jaxlab.models import SparseRows
+from jaxlab.models import CsrRows, SparseRows
 
 
 @struct.dataclass
@@ -145,3 +145,13 @@ def gather_batch(
         shift=data.shift,
     )
     return inputs, data.labels[safe_B], valid_B.astype(jnp.float32)
+
+
+def csr_batch(data: DeviceData, rows_B: jax.Array) -> tuple[CsrRows, jax.Array, jax.Array]:
+    """The rows ``rows_B`` (``-1`` = padding) as :class:`CsrRows`: the dataset itself and the
+    row numbers, for the "ffi" first layer to read in place. Returns ``(inputs, labels_B,
+    weights_B)`` like :func:`gather_batch`."""
+    valid_B = rows_B >= 0
+    inputs = CsrRows(data.columns, data.values, data.offsets, rows_B, data.dim, data.shift)
+    labels = data.labels[jnp.where(valid_B, rows_B, 0)]
+    return inputs, labels, valid_B.astype(jnp.float32)

@@ -5,6 +5,10 @@
 ``value * kernel[column]`` into its row (forward) or ``value * grad[row]`` into the kernel's row
 (backward), instead of materializing a row of the kernel per entry.
 
+Training reads batches in place instead (:func:`csr_matmul` on a
+:class:`~jaxlab.models.CsrRows`): the kernel walks each batch row's entries straight from the
+row-compressed dataset, so no batch is gathered and no room for nonzeros is planned.
+
 Written for one model, it vmaps over many: the vmap rule puts the models' kernels side by side,
 ``(V, M * H)``, so one call serves all of them. That is free (no copy) when the stacked kernel
 is stored vocabulary-major, ``(V, M, H)``; :func:`model_axes` says which leaves of a sweep's
@@ -39,6 +43,7 @@ from jaxlab.initializers import zeros_bias
 SOURCE = Path(__file__).resolve().parent / "csrc" / "embag.cc"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 FORWARD, BACKWARD = "jaxlab_embag_forward", "jaxlab_embag_backward"
+CSR_FORWARD, CSR_BACKWARD = "jaxlab_csr_forward", "jaxlab_csr_backward"
 
 
 def _compiler() -> str | None:
@@ -117,6 +122,8 @@ def _load() -> str | None:
         return f"the ffi first layer could not load {target}: {error}"
     jax.ffi.register_ffi_target(FORWARD, jax.ffi.pycapsule(library.JaxlabEmbagForward), "cpu")
     jax.ffi.register_ffi_target(BACKWARD, jax.ffi.pycapsule(library.JaxlabEmbagBackward), "cpu")
+    jax.ffi.register_ffi_target(CSR_FORWARD, jax.ffi.pycapsule(library.JaxlabCsrForward), "cpu")
+    jax.ffi.register_ffi_target(CSR_BACKWARD, jax.ffi.pycapsule(library.JaxlabCsrBackward), "cpu")
     return None
 
 
@@ -232,6 +239,97 @@ def sparse_matmul(kernel: jax.Array, columns, row_ids, values, num_rows: int) ->
     return _layer(int(num_rows), int(kernel.shape[0]))(kernel, columns, row_ids, values)
 
 
+# The layer reading its batch in place from the CSR dataset (models.CsrRows): the kernel is
+# (V, D) and ``rows`` (G, B): G = 1, all D features read the same rows; G > 1, feature group g
+# (D / G wide, e.g. one model's units) reads rows[g].
+
+
+def _groups(models, batched_rows, rows):
+    """Rows for ``models`` side-by-side kernels: kept if shared (one group), else one group
+    per model and original group, (models * G, B)."""
+    if not batched_rows:
+        if rows.shape[0] == 1:
+            return rows
+        rows = jnp.broadcast_to(rows, (models, *rows.shape))
+    return rows.reshape(-1, rows.shape[-1])
+
+
+def _mapped(fn, batched, args):
+    """``fn`` applied model by model (``lax.map``) over the batched arguments: the fallback for
+    a dataset that differs between models."""
+    mapped = tuple(a for a, b in zip(args, batched, strict=True) if b)
+
+    def one(xs):
+        it = iter(xs)
+        return fn(*(next(it) if b else a for a, b in zip(args, batched, strict=True)))
+
+    return jax.lax.map(one, mapped)
+
+
+@functools.cache
+def _csr_layer(vocab: int):
+    """``x @ kernel`` for CSR batches and kernels of ``vocab`` rows, differentiable in kernel."""
+
+    @custom_vmap
+    def forward(kernel, columns, values, offsets, rows):
+        out = jax.ShapeDtypeStruct((rows.shape[1], kernel.shape[1]), jnp.float32)
+        return jax.ffi.ffi_call(CSR_FORWARD, out)(kernel, columns, values, offsets, rows)
+
+    @forward.def_vmap
+    def _(models, batched, kernel, columns, values, offsets, rows):
+        if any(batched[1:4]):
+            return _mapped(forward, batched, (kernel, columns, values, offsets, rows)), True
+        if not batched[0]:
+            kernel = jnp.broadcast_to(kernel, (models, *kernel.shape))
+        out = forward(
+            _side_by_side(kernel), columns, values, offsets, _groups(models, batched[4], rows)
+        )
+        return _apart(out, models, kernel.shape[2:]), True
+
+    @custom_vmap
+    def backward(grad, columns, values, offsets, rows):
+        out = jax.ShapeDtypeStruct((vocab, grad.shape[1]), jnp.float32)
+        return jax.ffi.ffi_call(CSR_BACKWARD, out)(grad, columns, values, offsets, rows)
+
+    @backward.def_vmap
+    def _(models, batched, grad, columns, values, offsets, rows):
+        if any(batched[1:4]):
+            return _mapped(backward, batched, (grad, columns, values, offsets, rows)), True
+        if not batched[0]:
+            grad = jnp.broadcast_to(grad, (models, *grad.shape))
+        out = backward(
+            _side_by_side(grad), columns, values, offsets, _groups(models, batched[4], rows)
+        )
+        return _apart(out, models, grad.shape[2:]), True
+
+    @jax.custom_vjp
+    def layer(kernel, columns, values, offsets, rows):
+        return forward(kernel, columns, values, offsets, rows)
+
+    def layer_forward(kernel, columns, values, offsets, rows):
+        return forward(kernel, columns, values, offsets, rows), (columns, values, offsets, rows)
+
+    def layer_backward(residuals, grad):
+        return backward(grad, *residuals), None, None, None, None
+
+    layer.defvjp(layer_forward, layer_backward)
+    return layer
+
+
+def csr_matmul(kernel: jax.Array, x) -> jax.Array:
+    """``x @ kernel`` for a :class:`~jaxlab.models.CsrRows` batch (without its shift), read in
+    place from the dataset. Differentiable in ``kernel``."""
+    require()
+    rows = jnp.asarray(x.rows, jnp.int32)[None, :]
+    return _csr_layer(int(kernel.shape[0]))(
+        kernel,
+        jnp.asarray(x.columns, jnp.int32),
+        jnp.asarray(x.values, jnp.float32),
+        jnp.asarray(x.offsets, jnp.int32),
+        rows,
+    )
+
+
 def model_axes(shapes, vocab: int):
     """For a single model's state (shapes or arrays), the axis a stack of models should be kept
     on: 1 for leaves whose rows are the vocabulary (the first layer's kernel and its optimizer
@@ -240,8 +338,9 @@ def model_axes(shapes, vocab: int):
 
 
 class FfiDense(nn.Module):
-    """``Dense`` for :class:`~jaxlab.models.SparseRows` through the kernel; same parameters as
-    :class:`~jaxlab.models.SparseDense` (``kernel`` V x H, ``bias`` H)."""
+    """``Dense`` for :class:`~jaxlab.models.SparseRows` or :class:`~jaxlab.models.CsrRows`
+    through the kernel; same parameters as :class:`~jaxlab.models.SparseDense` (``kernel``
+    V x H, ``bias`` H)."""
 
     features: int
     kernel_init: nn.initializers.Initializer = nn.initializers.glorot_uniform()
@@ -250,7 +349,10 @@ class FfiDense(nn.Module):
     def __call__(self, x) -> jax.Array:
         kernel = self.param("kernel", self.kernel_init, (x.dim, self.features))
         bias = self.param("bias", zeros_bias, (self.features,))
-        out = sparse_matmul(kernel, x.columns, x.row_ids, x.values, x.num_rows)
+        if hasattr(x, "offsets"):  # CsrRows: read in place
+            out = csr_matmul(kernel, x)
+        else:
+            out = sparse_matmul(kernel, x.columns, x.row_ids, x.values, x.num_rows)
         if x.shift is not None:  # standardized inputs: every row minus shift
             out = out - x.shift @ kernel
         return out + bias

@@ -68,6 +68,25 @@ class SparseRows:
         return dense if self.shift is None else dense - self.shift
 
 
+@struct.dataclass
+class CsrRows:
+    """A batch that is rows ``rows`` (-1: padding, an empty row) of a dataset stored
+    row-compressed: row ``r``'s entries are ``columns[offsets[r]:offsets[r + 1]]`` (and
+    ``values``), then minus ``shift`` if there is one. The "ffi" first layer reads them in
+    place, so nothing is gathered; the other layers need :class:`SparseRows`."""
+
+    columns: jax.Array  # nnz int32, the whole dataset's
+    values: jax.Array  # nnz float32
+    offsets: jax.Array  # n + 1 int32
+    rows: jax.Array  # B int32
+    dim: int = struct.field(pytree_node=False)
+    shift: jax.Array | None = None  # dim float32
+
+    @property
+    def num_rows(self) -> int:
+        return self.rows.shape[0]
+
+
 class SparseDense(nn.Module):
     """``Dense`` for :class:`SparseRows`: a gather of kernel rows and a segment sum."""
 
@@ -123,8 +142,13 @@ class MLP(nn.Module):
             sparse = self.input_layer in ("sparse", "auto")
             if index == 0 and isinstance(x, SparseRows) and sparse:
                 x = SparseDense(features, kernel_init=init, name=name)(x)
-            elif index == 0 and isinstance(x, SparseRows) and self.input_layer == "ffi":
+            elif index == 0 and isinstance(x, SparseRows | CsrRows) and self.input_layer == "ffi":
                 x = ffi_layer.FfiDense(features, kernel_init=init, name=name)(x)
+            elif isinstance(x, CsrRows):
+                raise ConfigError(
+                    f"CsrRows batches are read by the 'ffi' first layer only, not by "
+                    f"input_layer={self.input_layer!r}; pass SparseRows instead"
+                )
             else:
                 if isinstance(x, SparseRows):
                     x = x.to_dense()

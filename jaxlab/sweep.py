@@ -345,9 +345,10 @@ def run_sweep(
         for epoch in bar:
             start = time.perf_counter()
             shuffle_keys, dropout_keys = _stream_keys(stream_seeds, epoch)
-            needed = int(sweep_needed(trainer, per_model, train_data, shuffle_keys))
-            if needed > trainer.train_nonzeros:
-                trainer = trainer.with_room_for(needed)
+            if trainer.gathers:
+                needed = int(sweep_needed(trainer, per_model, train_data, shuffle_keys))
+                if needed > trainer.train_nonzeros:
+                    trainer = trainer.with_room_for(needed)
             state, train_sums = sweep_epoch(
                 trainer, per_model, axes, state, train_data, shuffle_keys, dropout_keys, reg
             )

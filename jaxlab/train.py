@@ -140,6 +140,18 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return -(-self.num_train // self.batch_size)
 
+    @property
+    def gathers(self) -> bool:
+        """Whether batches are gathered into SparseRows of a static size (every first layer but
+        "ffi", which reads its rows in place and needs no room for nonzeros)."""
+        return self.config.model.input_layer != "ffi"
+
+    def batch(self, data: DeviceData, rows_B: jax.Array, max_nonzeros: int):
+        """``(inputs, labels_B, weights_B)`` of the rows ``rows_B`` in the first layer's form."""
+        if not self.gathers:
+            return batching.csr_batch(data, rows_B)
+        return batching.gather_batch(data, rows_B, max_nonzeros)
+
     def nonzeros_needed(self, data: DeviceData, shuffle_key: jax.Array) -> jax.Array:
         """The most nonzeros in any batch of the epoch that ``shuffle_key`` shuffles."""
         batches_SxB = batching.shuffled_batches(shuffle_key, self.num_train, self.batch_size)
@@ -172,7 +184,7 @@ class Trainer:
 
     def train_step(self, state: TrainState, data: DeviceData, rows_B, reg, dropout_key):
         """One update on the rows ``rows_B``; returns the new state and the batch's sums."""
-        inputs, labels, weights = batching.gather_batch(data, rows_B, self.train_nonzeros)
+        inputs, labels, weights = self.batch(data, rows_B, self.train_nonzeros)
         grad_fn = jax.grad(self._sums, has_aux=True)
         grads, sums = grad_fn(state.params, inputs, labels, weights, reg, dropout_key)
         updates, opt_state = self.config.make_optimizer().update(
@@ -206,7 +218,7 @@ class Trainer:
         batches_SxB = batching.ordered_batches(self.num_eval, batch_size)
 
         def step(total, rows_B):
-            inputs, labels, weights = batching.gather_batch(data, rows_B, self.eval_nonzeros)
+            inputs, labels, weights = self.batch(data, rows_B, self.eval_nonzeros)
             _, sums = self._sums(params, inputs, labels, weights, reg, None)
             return jax.tree_util.tree_map(jnp.add, total, sums), None
 
@@ -289,9 +301,10 @@ def fit(
     for epoch in bar:
         start = time.perf_counter()
         shuffle_key, dropout_key = epoch_keys(keys, epoch)
-        needed = int(nonzeros_needed(trainer, train_data, shuffle_key))
-        if needed > trainer.train_nonzeros:  # a rare shuffle: make room, never truncate
-            trainer = trainer.with_room_for(needed)
+        if trainer.gathers:
+            needed = int(nonzeros_needed(trainer, train_data, shuffle_key))
+            if needed > trainer.train_nonzeros:  # a rare shuffle: make room, never truncate
+                trainer = trainer.with_room_for(needed)
         state, train_sums = train_epoch(trainer, state, train_data, shuffle_key, dropout_key, reg)
         val_sums = evaluate(trainer, state.params, val_data, reg)
         values = (*train_sums.means(), *val_sums.means())

@@ -13,7 +13,7 @@ import pytest
 from helpers import synthetic_reviews
 
 from jaxlab import ffi_layer, sparse_multi_hot
-from jaxlab.batching import gather_batch, to_device_data
+from jaxlab.batching import csr_batch, gather_batch, to_device_data
 from jaxlab.models import ModelConfig, init_params
 from jaxlab.sweep import run_sweep
 from jaxlab.train import METRICS, TrainConfig, fit
@@ -27,6 +27,16 @@ needs_compiler = pytest.mark.skipif(
 def assert_histories_equal(actual, expected, tol=1e-5):
     for metric in METRICS:
         np.testing.assert_allclose(actual[metric], expected[metric], rtol=tol, atol=tol)
+
+
+def counts_dataset():
+    """64 rows of 300 columns with counts as values (not only 1.0) and some empty rows."""
+    rng = np.random.default_rng(0)
+    counts = np.zeros((64, 300), np.float32)
+    for row in counts[:60]:
+        words = rng.integers(0, 300, size=rng.integers(1, 40))
+        np.add.at(row, words, rng.uniform(0.5, 3.0, size=len(words)).astype(np.float32))
+    return to_device_data(counts, np.zeros(64))
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +120,74 @@ def test_vmapped_kernels_in_either_layout_and_per_model_data_equal_a_loop(batch)
     np.testing.assert_allclose(dkernel, dkernel_r, atol=1e-5)
 
 
+@needs_compiler
+def test_rows_read_in_place_give_the_gathered_batch_numbers():
+    """CsrRows (the dataset and row numbers, -1 padding) through the kernel equal the gathered
+    SparseRows through the sparse layer: outputs and gradients, with a shift too."""
+    data = counts_dataset()
+    rows = jnp.asarray(np.r_[np.random.default_rng(1).permutation(64)[:44], [-1] * 4], jnp.int32)
+    gathered, _, _ = gather_batch(data, rows, max_nonzeros=48 * 40)
+    in_place, _, weights = csr_batch(data, rows)
+    params = init_params(ModelConfig(num_words=300), jax.random.key(0))
+    for shift in (None, jnp.linspace(-1.0, 1.0, 300)):
+        (value, logits), grads = loss_and_grads(
+            "ffi", params, dataclasses.replace(in_place, shift=shift), weights
+        )
+        expected = loss_and_grads(
+            "sparse", params, dataclasses.replace(gathered, shift=shift), weights
+        )
+        np.testing.assert_allclose(logits, expected[0][1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(value, expected[0][0], rtol=1e-5, atol=1e-5)
+        for g, g_o in zip(jax.tree.leaves(grads), jax.tree.leaves(expected[1]), strict=True):
+            np.testing.assert_allclose(g, g_o, rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
+def test_rows_read_in_place_vmapped_equal_a_loop():
+    """Many kernels (stored either way) with shared rows, per-model rows, a shared kernel with
+    per-model rows, and per-model datasets, each against a per-model loop of the reference."""
+    data = counts_dataset()
+    rng = np.random.default_rng(2)
+    kernels = jax.random.normal(jax.random.key(1), (3, 300, 16))
+    targets = jax.random.normal(jax.random.key(2), (3, 24, 16))
+    shared_rows = jnp.asarray(np.r_[rng.permutation(64)[:22], [-1, -1]], jnp.int32)
+    own_rows = jnp.stack([jnp.roll(shared_rows, 5 * m) for m in range(3)])
+
+    def loss(kernel, rows, target, values=data.values):
+        batch = csr_batch(dataclasses.replace(data, values=values), rows)[0]
+        return jnp.sum(jnp.tanh(ffi_layer.csr_matmul(kernel, batch)) * target)
+
+    def reference(kernel, rows, target, values=data.values):
+        batch = gather_batch(dataclasses.replace(data, values=values), rows, 24 * 40)[0]
+        out = jax.ops.segment_sum(
+            kernel[batch.columns] * batch.values[:, None], batch.row_ids, num_segments=24
+        )
+        return jnp.sum(jnp.tanh(out) * target)
+
+    def check(kernel_axis, rows_axis, kernels_, rows, values_axis=None, values=data.values):
+        in_axes = (kernel_axis, rows_axis, 0, values_axis)
+        out_axes = (0, 0 if kernel_axis is None else kernel_axis)
+        run = jax.jit(jax.vmap(jax.value_and_grad(loss), in_axes=in_axes, out_axes=out_axes))
+        value, dkernel = run(kernels_, rows, targets, values)
+        ref_axes = (None if kernel_axis is None else 0, *in_axes[1:])
+        ref_kernels = kernels_ if kernel_axis is None else jnp.moveaxis(kernels_, kernel_axis, 0)
+        expected = jax.vmap(jax.value_and_grad(reference), in_axes=ref_axes)(
+            ref_kernels, rows, targets, values
+        )
+        np.testing.assert_allclose(value, expected[0], rtol=1e-5, atol=1e-5)
+        if kernel_axis is not None:
+            dkernel = jnp.moveaxis(dkernel, kernel_axis, 0)
+        np.testing.assert_allclose(dkernel, expected[1], rtol=1e-5, atol=1e-5)
+
+    for axis in (0, 1):  # (M, V, H) and (V, M, H)
+        stored = jnp.moveaxis(kernels, 0, axis)
+        check(axis, None, stored, shared_rows)
+        check(axis, 0, stored, own_rows)
+    check(None, 0, kernels[0], own_rows)
+    values = jnp.stack([data.values * (m + 1) for m in range(3)])
+    check(0, 0, kernels, own_rows, values_axis=0, values=values)
+
+
 TINY = TrainConfig(
     model=ModelConfig(hidden=(8, 8), num_words=50), epochs=2, batch_size=32, eval_batch_size=40
 )
@@ -129,8 +207,8 @@ def test_fit_history_equals_the_sparse_layer():
 
 
 @needs_compiler
-def test_vmapped_sweep_equals_the_sparse_layer():
-    # Per-model data orders take the kernel's other vmap path, checked above.
+@pytest.mark.parametrize("data_order", ["shared", "per_model"])
+def test_vmapped_sweep_equals_the_sparse_layer(data_order):
     train, validation = synthetic_reviews(150, 50), synthetic_reviews(60, 50, seed=1)
     grid = {"learning_rate": [1e-3, 3e-3]}
     runs = {
@@ -140,6 +218,7 @@ def test_vmapped_sweep_equals_the_sparse_layer():
             [0, 1, 2],
             train,
             validation,
+            data_order=data_order,
             keep_params=True,
             verbose=False,
         )

@@ -7,8 +7,18 @@
 //
 //   forward:  out[B, D] = x @ kernel          out[row_ids[n]] += values[n] * kernel[columns[n]]
 //   backward: dkernel[V, D] = x^T @ grad      dkernel[columns[n]] += values[n] * grad[row_ids[n]]
+//
+// The same layer reading a batch's rows in place from the dataset stored row-compressed (CSR:
+// row r's entries are columns/values[offsets[r]:offsets[r+1]]), so no batch is ever gathered.
+// rows is (G, B): G = 1, every feature column reads the same rows; G > 1, the D features are
+// G groups of D / G (e.g. models) and group g reads rows[g] (each model its own data order).
+// A row number out of [0, n) (padding: -1) is an empty row.
+//
+//   csr forward:  out[b, group g] = sum over row rows[g, b] of values[n] * kernel[columns[n], g]
+//   csr backward: dkernel[v, group g] = sum of values[n] * grad[b, g] over entries of column v
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -138,9 +148,179 @@ ffi::Error Backward(F32 grad, S32 columns, S32 row_ids, F32 values,
   return ffi::Error::Success();
 }
 
+
+// Row rows[i]'s entries [begin, end) in a CSR dataset of `num_rows` rows; empty if out of range.
+inline void row_span(const int32_t* offsets, int64_t num_rows, int32_t row, int64_t& begin,
+                     int64_t& end) {
+  if (static_cast<uint32_t>(row) >= static_cast<uint64_t>(num_rows)) {
+    begin = end = 0;
+    return;
+  }
+  begin = offsets[row];
+  end = offsets[row + 1];
+}
+
+ffi::Error CsrForward(F32 kernel, S32 columns, F32 values, S32 offsets, S32 rows,
+                      ffi::ResultBuffer<ffi::F32> out) {
+  const int64_t vocab = kernel.dimensions()[0];
+  const int64_t groups = rows.dimensions()[0];
+  const int64_t batch = rows.dimensions()[1];
+  const int64_t num_rows = offsets.element_count() - 1;
+  float* o = out->typed_data();
+  if (vocab == 0 || batch == 0) {
+    std::memset(o, 0, out->element_count() * sizeof(float));
+    return ffi::Error::Success();
+  }
+  const int64_t features = kernel.element_count() / vocab;
+  const int64_t width = features / groups;
+  const int32_t* col = columns.typed_data();
+  const float* val = values.typed_data();
+  const int32_t* off = offsets.typed_data();
+  const int32_t* row = rows.typed_data();
+  const float* k = kernel.typed_data();
+  const int64_t entries = batch * (num_rows ? off[num_rows] / num_rows + 1 : 1);
+#pragma omp parallel num_threads(threads_for(features, entries))
+  {
+    int64_t begin, end;
+    column_range(features, omp_get_thread_num(), omp_get_num_threads(), begin, end);
+    for (int64_t b = 0; b < batch; ++b) {
+      float* __restrict__ d = o + b * features;
+      std::memset(d + begin, 0, (end - begin) * sizeof(float));
+      if (begin >= end) continue;
+      for (int64_t g = begin / width; g < groups && g * width < end; ++g) {
+        const int64_t c0 = std::max(begin, g * width), c1 = std::min(end, (g + 1) * width);
+        int64_t first, last;
+        row_span(off, num_rows, row[g * batch + b], first, last);
+        for (int64_t n = first; n < last; ++n) {
+          const uint32_t c = static_cast<uint32_t>(col[n]);
+          if (c >= static_cast<uint64_t>(vocab)) continue;
+          const float v = val[n];
+          const float* __restrict__ s = k + static_cast<int64_t>(c) * features;
+#pragma omp simd
+          for (int64_t f = c0; f < c1; ++f) d[f] += v * s[f];
+        }
+      }
+    }
+  }
+  return ffi::Error::Success();
+}
+
+// Group g's columns [c0, c1) of dkernel when dkernel fits in cache: zeroed, then every entry
+// added into its row in place.
+void csr_backward_direct(const float* grad, const int32_t* col, const float* val,
+                         const int32_t* off, int64_t num_rows, const int32_t* group_rows,
+                         int64_t batch, int64_t vocab, int64_t features, int64_t c0, int64_t c1,
+                         float* out) {
+  for (int64_t v = 0; v < vocab; ++v) {
+    for (int64_t f = c0; f < c1; ++f) out[v * features + f] = 0.0f;
+  }
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t first, last;
+    row_span(off, num_rows, group_rows[b], first, last);
+    const float* __restrict__ s = grad + b * features;
+    for (int64_t n = first; n < last; ++n) {
+      const uint32_t c = static_cast<uint32_t>(col[n]);
+      if (c >= static_cast<uint64_t>(vocab)) continue;
+      const float scale = val[n];
+      float* __restrict__ d = out + static_cast<int64_t>(c) * features;
+#pragma omp simd
+      for (int64_t f = c0; f < c1; ++f) d[f] += scale * s[f];
+    }
+  }
+}
+
+// Group g's columns of dkernel: its batch's entries bucketed by column (a counting sort), then
+// each kernel row written once (a large dkernel is written sequentially, not at random).
+void csr_backward_group(const float* grad, const int32_t* col, const float* val,
+                        const int32_t* off, int64_t num_rows, const int32_t* group_rows,
+                        int64_t batch, int64_t vocab, int64_t features, int64_t c0, int64_t c1,
+                        float* out, int threads) {
+  std::vector<int32_t> starts(vocab + 1, 0);
+  int64_t total = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t first, last;
+    row_span(off, num_rows, group_rows[b], first, last);
+    for (int64_t n = first; n < last; ++n) {
+      const uint32_t c = static_cast<uint32_t>(col[n]);
+      if (c < static_cast<uint64_t>(vocab)) ++starts[c + 1], ++total;
+    }
+  }
+  for (int64_t v = 0; v < vocab; ++v) starts[v + 1] += starts[v];
+  std::vector<int32_t> entry(total), source(total);  // the entry and its batch row
+  {
+    std::vector<int32_t> next(starts.begin(), starts.end() - 1);
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t first, last;
+      row_span(off, num_rows, group_rows[b], first, last);
+      for (int64_t n = first; n < last; ++n) {
+        const uint32_t c = static_cast<uint32_t>(col[n]);
+        if (c < static_cast<uint64_t>(vocab)) {
+          const int32_t at = next[c]++;
+          entry[at] = static_cast<int32_t>(n);
+          source[at] = static_cast<int32_t>(b);
+        }
+      }
+    }
+  }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t v = 0; v < vocab; ++v) {
+    float* __restrict__ d = out + v * features;
+    for (int64_t f = c0; f < c1; ++f) d[f] = 0.0f;
+    for (int32_t k = starts[v]; k < starts[v + 1]; ++k) {
+      const float scale = val[entry[k]];
+      const float* __restrict__ s = grad + static_cast<int64_t>(source[k]) * features;
+#pragma omp simd
+      for (int64_t f = c0; f < c1; ++f) d[f] += scale * s[f];
+    }
+  }
+}
+
+ffi::Error CsrBackward(F32 grad, S32 columns, F32 values, S32 offsets, S32 rows,
+                       ffi::ResultBuffer<ffi::F32> dkernel) {
+  const int64_t vocab = dkernel->dimensions()[0];
+  const int64_t groups = rows.dimensions()[0];
+  const int64_t batch = rows.dimensions()[1];
+  float* out = dkernel->typed_data();
+  if (vocab == 0 || batch == 0) {
+    std::memset(out, 0, dkernel->element_count() * sizeof(float));
+    return ffi::Error::Success();
+  }
+  const int64_t features = dkernel->element_count() / vocab;
+  const int64_t width = features / groups;
+  const int64_t num_rows = offsets.element_count() - 1;
+  const int threads = threads_for(features, batch * 64);
+  if (vocab * features * sizeof(float) <= (int64_t{2} << 20)) {  // fits in cache: in place
+    csr_backward_direct(grad.typed_data(), columns.typed_data(), values.typed_data(),
+                        offsets.typed_data(), num_rows, rows.typed_data(), batch, vocab,
+                        features, 0, groups > 1 ? width : features, out);
+    for (int64_t g = 1; g < groups; ++g) {
+      csr_backward_direct(grad.typed_data(), columns.typed_data(), values.typed_data(),
+                          offsets.typed_data(), num_rows, rows.typed_data() + g * batch, batch,
+                          vocab, features, g * width, (g + 1) * width, out);
+    }
+    return ffi::Error::Success();
+  }
+  // One group: its vocabulary rows over the threads; many: whole groups over the threads.
+#pragma omp parallel for schedule(static) num_threads(groups > 1 ? threads : 1)
+  for (int64_t g = 0; g < groups; ++g) {
+    csr_backward_group(grad.typed_data(), columns.typed_data(), values.typed_data(),
+                       offsets.typed_data(), num_rows, rows.typed_data() + g * batch, batch,
+                       vocab, features, g * width, (g + 1) * width, out,
+                       groups > 1 ? 1 : threads);
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxlabEmbagForward, Forward,
                               ffi::Ffi::Bind().Arg<F32>().Arg<S32>().Arg<S32>().Arg<F32>().Ret<F32>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxlabEmbagBackward, Backward,
                               ffi::Ffi::Bind().Arg<F32>().Arg<S32>().Arg<S32>().Arg<F32>().Ret<F32>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JaxlabCsrForward, CsrForward,
+    ffi::Ffi::Bind().Arg<F32>().Arg<S32>().Arg<F32>().Arg<S32>().Arg<S32>().Ret<F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JaxlabCsrBackward, CsrBackward,
+    ffi::Ffi::Bind().Arg<F32>().Arg<S32>().Arg<F32>().Arg<S32>().Arg<S32>().Ret<F32>());
