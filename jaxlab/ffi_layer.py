@@ -9,10 +9,11 @@ Training reads batches in place instead (:func:`csr_matmul` on a
 :class:`~jaxlab.models.CsrRows`): the kernel walks each batch row's entries straight from the
 row-compressed dataset, so no batch is gathered and no room for nonzeros is planned.
 
-Written for one model, it vmaps over many: the vmap rule puts the models' kernels side by side,
-``(V, M * H)``, so one call serves all of them. That is free (no copy) when the stacked kernel
-is stored vocabulary-major, ``(V, M, H)``; :func:`model_axes` says which leaves of a sweep's
-state to store that way.
+Written for one model, both vmap over many so that one call serves all of them. The CSR kernel
+takes the models' kernels as they are stacked, models first ``(M, V, H)``, and sums each
+model's rows while that model's kernel (640 KB for the lesson's network) sits in cache; the
+models are spread over the CPU's threads. The older path for gathered batches puts the models'
+kernels side by side, ``(V, M * H)`` (a copy of the stacked kernels).
 
 The kernel is built from ``csrc/embag.cc`` with a C++ compiler (``$CXX``, else ``g++``) on first
 use, into ``$JAXLAB_CACHE_DIR/build/<hash>/``; :func:`require` raises :class:`ConfigError` if
@@ -239,19 +240,21 @@ def sparse_matmul(kernel: jax.Array, columns, row_ids, values, num_rows: int) ->
     return _layer(int(num_rows), int(kernel.shape[0]))(kernel, columns, row_ids, values)
 
 
-# The layer reading its batch in place from the CSR dataset (models.CsrRows): the kernel is
-# (V, D) and ``rows`` (G, B): G = 1, all D features read the same rows; G > 1, feature group g
-# (D / G wide, e.g. one model's units) reads rows[g].
+# The layer reading its batch in place from the CSR dataset (models.CsrRows), models first: the
+# kernel is (K, V, H) and ``rows`` (G, B), K and G each 1 or N, and the result (N, B, H). Under
+# vmap a new models axis folds into N, so one call serves every model whatever the nesting.
 
 
-def _groups(models, batched_rows, rows):
-    """Rows for ``models`` side-by-side kernels: kept if shared (one group), else one group
-    per model and original group, (models * G, B)."""
-    if not batched_rows:
-        if rows.shape[0] == 1:
-            return rows
-        rows = jnp.broadcast_to(rows, (models, *rows.shape))
-    return rows.reshape(-1, rows.shape[-1])
+def _fold(x, batched: bool, size: int, count: int, models: int):
+    """A (K, ...) operand, vmapped (``size``, K, ...) if ``batched``, as (K', ...) for
+    ``size * models`` models: kept if shared (K = 1, unbatched), else one per model."""
+    if not batched:
+        if count == 1:
+            return x
+        x = jnp.broadcast_to(x, (size, *x.shape))
+    if count != models:  # shared within each batch entry, yet needed per model
+        x = jnp.broadcast_to(x, (size, models, *x.shape[2:]))
+    return x.reshape(-1, *x.shape[2:])
 
 
 def _mapped(fn, batched, args):
@@ -266,51 +269,62 @@ def _mapped(fn, batched, args):
     return jax.lax.map(one, mapped)
 
 
+@custom_vmap
+def _csr_forward(kernel, columns, values, offsets, rows):
+    models = max(kernel.shape[0], rows.shape[0])
+    out = jax.ShapeDtypeStruct((models, rows.shape[1], kernel.shape[2]), jnp.float32)
+    return jax.ffi.ffi_call(CSR_FORWARD, out)(kernel, columns, values, offsets, rows)
+
+
+@_csr_forward.def_vmap
+def _(size, batched, kernel, columns, values, offsets, rows):
+    if any(batched[1:4]):
+        return _mapped(_csr_forward, batched, (kernel, columns, values, offsets, rows)), True
+    models = max(kernel.shape[-3], rows.shape[-2])
+    kernel = _fold(kernel, batched[0], size, kernel.shape[-3], models)
+    rows = _fold(rows, batched[4], size, rows.shape[-2], models)
+    out = _csr_forward(kernel, columns, values, offsets, rows)
+    return out.reshape(size, models, *out.shape[1:]), True
+
+
 @functools.cache
-def _csr_layer(vocab: int):
-    """``x @ kernel`` for CSR batches and kernels of ``vocab`` rows, differentiable in kernel."""
-
-    @custom_vmap
-    def forward(kernel, columns, values, offsets, rows):
-        out = jax.ShapeDtypeStruct((rows.shape[1], kernel.shape[1]), jnp.float32)
-        return jax.ffi.ffi_call(CSR_FORWARD, out)(kernel, columns, values, offsets, rows)
-
-    @forward.def_vmap
-    def _(models, batched, kernel, columns, values, offsets, rows):
-        if any(batched[1:4]):
-            return _mapped(forward, batched, (kernel, columns, values, offsets, rows)), True
-        if not batched[0]:
-            kernel = jnp.broadcast_to(kernel, (models, *kernel.shape))
-        out = forward(
-            _side_by_side(kernel), columns, values, offsets, _groups(models, batched[4], rows)
-        )
-        return _apart(out, models, kernel.shape[2:]), True
+def _csr_backward(vocab: int):
+    """``x^T @ grad`` for CSR batches and kernels of ``vocab`` rows: (N, B, H) -> (N, V, H)."""
 
     @custom_vmap
     def backward(grad, columns, values, offsets, rows):
-        out = jax.ShapeDtypeStruct((vocab, grad.shape[1]), jnp.float32)
+        out = jax.ShapeDtypeStruct((grad.shape[0], vocab, grad.shape[2]), jnp.float32)
         return jax.ffi.ffi_call(CSR_BACKWARD, out)(grad, columns, values, offsets, rows)
 
     @backward.def_vmap
-    def _(models, batched, grad, columns, values, offsets, rows):
+    def _(size, batched, grad, columns, values, offsets, rows):
         if any(batched[1:4]):
             return _mapped(backward, batched, (grad, columns, values, offsets, rows)), True
-        if not batched[0]:
-            grad = jnp.broadcast_to(grad, (models, *grad.shape))
-        out = backward(
-            _side_by_side(grad), columns, values, offsets, _groups(models, batched[4], rows)
-        )
-        return _apart(out, models, grad.shape[2:]), True
+        models = max(grad.shape[-3], rows.shape[-2])
+        grad = _fold(grad, batched[0], size, grad.shape[-3], models)
+        rows = _fold(rows, batched[4], size, rows.shape[-2], models)
+        out = backward(grad, columns, values, offsets, rows)
+        return out.reshape(size, models, *out.shape[1:]), True
+
+    return backward
+
+
+@functools.cache
+def _csr_layer(vocab: int):
+    """One model's ``x @ kernel`` for a CSR batch, differentiable in the (V, H) kernel."""
+    backward = _csr_backward(vocab)
 
     @jax.custom_vjp
     def layer(kernel, columns, values, offsets, rows):
-        return forward(kernel, columns, values, offsets, rows)
+        return _csr_forward(kernel[None], columns, values, offsets, rows[None])[0]
 
     def layer_forward(kernel, columns, values, offsets, rows):
-        return forward(kernel, columns, values, offsets, rows), (columns, values, offsets, rows)
+        return layer(kernel, columns, values, offsets, rows), (columns, values, offsets, rows)
 
     def layer_backward(residuals, grad):
-        return backward(grad, *residuals), None, None, None, None
+        columns, values, offsets, rows = residuals
+        dkernel = backward(grad[None], columns, values, offsets, rows[None])[0]
+        return dkernel, None, None, None, None
 
     layer.defvjp(layer_forward, layer_backward)
     return layer
@@ -320,21 +334,13 @@ def csr_matmul(kernel: jax.Array, x) -> jax.Array:
     """``x @ kernel`` for a :class:`~jaxlab.models.CsrRows` batch (without its shift), read in
     place from the dataset. Differentiable in ``kernel``."""
     require()
-    rows = jnp.asarray(x.rows, jnp.int32)[None, :]
     return _csr_layer(int(kernel.shape[0]))(
         kernel,
         jnp.asarray(x.columns, jnp.int32),
         jnp.asarray(x.values, jnp.float32),
         jnp.asarray(x.offsets, jnp.int32),
-        rows,
+        jnp.asarray(x.rows, jnp.int32),
     )
-
-
-def model_axes(shapes, vocab: int):
-    """For a single model's state (shapes or arrays), the axis a stack of models should be kept
-    on: 1 for leaves whose rows are the vocabulary (the first layer's kernel and its optimizer
-    moments, stored ``(V, M, H)`` so the kernel's vmap rule needs no copy), else 0."""
-    return jax.tree.map(lambda leaf: 1 if leaf.ndim >= 2 and leaf.shape[0] == vocab else 0, shapes)
 
 
 class FfiDense(nn.Module):

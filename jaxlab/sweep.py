@@ -24,9 +24,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxlab import batching, ffi_layer
+from jaxlab import batching
 from jaxlab.errors import ConfigError
-from jaxlab.models import ModelConfig, init_params
+from jaxlab.models import init_params
 from jaxlab.optim import OPTIMIZERS, optimizer_defaults
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import (
@@ -38,6 +38,8 @@ from jaxlab.train import (
     epoch_keys,
     make_trainer,
     run_keys,
+    scan_eval,
+    scan_steps,
 )
 
 MODEL_FIELDS = ("hidden", "input_layer")  # change the compiled program
@@ -178,34 +180,22 @@ def _stream_keys(seeds: np.ndarray, epoch: int) -> tuple[jax.Array, jax.Array]:
     return one(int(seeds)) if np.ndim(seeds) == 0 else jax.vmap(one)(jnp.asarray(seeds))
 
 
-def model_axes(model: ModelConfig, one_state) -> tuple[int, ...]:
-    """Per leaf of one model's state, the axis that the sweep stacks its models on: 0, except
-    the ffi first layer's kernel and moments, kept (V, M, H) so its kernel needs no copy."""
-    if model.input_layer != "ffi":
-        return tuple(0 for _ in jax.tree.leaves(one_state))
-    return tuple(jax.tree.leaves(ffi_layer.model_axes(one_state, model.num_words)))
-
-
-def _tree_axes(axes: tuple[int, ...], tree):
-    """``axes`` (one per leaf) in the structure of ``tree``."""
-    return jax.tree.unflatten(jax.tree.structure(tree), list(axes))
-
-
-# Compiled once per (trainer, data order, layout); all three are static and hashable.
-def _epoch(trainer: Trainer, per_model: bool, axes, state, data, shuffle_keys, dropout_keys, reg):
+# Compiled once per (trainer, data order); both are static and hashable. The scan over batches
+# runs outside the vmap over models: one step trains every model, so their first layers share
+# one kernel call per step.
+def _epoch(trainer: Trainer, per_model: bool, state, data, shuffle_keys, dropout_keys, reg):
     axis = 0 if per_model else None
-    state_axes = _tree_axes(axes, state)
-    epoch = jax.vmap(
-        trainer.train_epoch,
-        in_axes=(state_axes, None, axis, axis, 0),
-        out_axes=(state_axes, 0),
-    )
-    return epoch(state, data, shuffle_keys, dropout_keys, reg)
+    step = jax.vmap(trainer.indexed_step, in_axes=(0, None, axis, axis, 0, None))
+    if per_model:  # each model's own shuffle: (M, S, B) -> (S, M, B)
+        batches = jnp.moveaxis(jax.vmap(trainer.epoch_batches)(shuffle_keys), 0, 1)
+    else:
+        batches = trainer.epoch_batches(shuffle_keys)
+    return scan_steps(step, state, data, batches, dropout_keys, reg)
 
 
-def _evaluate(trainer: Trainer, axes, state, data, reg):
-    params_axes = _tree_axes(axes, state).params
-    return jax.vmap(trainer.evaluate, in_axes=(params_axes, None, 0))(state.params, data, reg)
+def _evaluate(trainer: Trainer, state, data, reg):
+    step = jax.vmap(trainer.eval_step, in_axes=(0, None, None, 0))
+    return scan_eval(step, state.params, data, trainer.eval_batches(), reg)
 
 
 def _needed(trainer: Trainer, per_model: bool, data, shuffle_keys):
@@ -214,8 +204,8 @@ def _needed(trainer: Trainer, per_model: bool, data, shuffle_keys):
     return jnp.max(jax.vmap(trainer.nonzeros_needed, in_axes=(None, 0))(data, shuffle_keys))
 
 
-sweep_epoch = jax.jit(_epoch, static_argnums=(0, 1, 2), donate_argnums=3)
-sweep_evaluate = jax.jit(_evaluate, static_argnums=(0, 1))
+sweep_epoch = jax.jit(_epoch, static_argnums=(0, 1), donate_argnums=2)
+sweep_evaluate = jax.jit(_evaluate, static_argnums=0)
 sweep_needed = jax.jit(_needed, static_argnums=(0, 1))
 
 
@@ -325,15 +315,7 @@ def run_sweep(
         init_keys = jax.device_put(_init_keys(models.seeds[take]), by_model)
         init_index = jax.device_put(models.init_index[take], by_model)
         init_one = functools.partial(_init_one, group, init_names)
-        one_state = jax.eval_shape(
-            init_one, init_keys[0], init_index[0], {k: v[0] for k, v in hyper.items()}
-        )
-        axes = model_axes(group.model, one_state)
-        state_axes = _tree_axes(axes, one_state)
-        shardings = jax.tree.map(
-            lambda axis: NamedSharding(mesh, PartitionSpec(*[None] * axis, "models")), state_axes
-        )
-        init = jax.jit(jax.vmap(init_one, out_axes=state_axes), out_shardings=shardings)
+        init = jax.jit(jax.vmap(init_one), out_shardings=by_model)
         state = init(init_keys, init_index, hyper)
         settings = ModelSettings(
             models.l2[take], models.dropout[take], models.activation_index[take]
@@ -350,9 +332,9 @@ def run_sweep(
                 if needed > trainer.train_nonzeros:
                     trainer = trainer.with_room_for(needed)
             state, train_sums = sweep_epoch(
-                trainer, per_model, axes, state, train_data, shuffle_keys, dropout_keys, reg
+                trainer, per_model, state, train_data, shuffle_keys, dropout_keys, reg
             )
-            val_sums = sweep_evaluate(trainer, axes, state, val_data, reg)
+            val_sums = sweep_evaluate(trainer, state, val_data, reg)
             values = [np.asarray(v)[:count] for v in (*train_sums.means(), *val_sums.means())]
             result.record(group_fixed, vmapped, epoch, dict(zip(METRICS, values, strict=True)))
             result.seconds.append(time.perf_counter() - start)
@@ -369,11 +351,7 @@ def run_sweep(
             if on_epoch_end is not None:
                 on_epoch_end(result)
         if keep_params:
-            params = jax.tree.map(
-                lambda leaf, axis, n=count: np.moveaxis(np.asarray(leaf), axis, 0)[:n],
-                state.params,
-                _tree_axes(axes, state).params,
-            )
+            params = jax.tree.map(lambda leaf, n=count: np.asarray(leaf)[:n], state.params)
             result.final_params.append((group_fixed, vmapped, params))
     return result
 

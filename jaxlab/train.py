@@ -192,6 +192,15 @@ class Trainer:
         )
         return TrainState(optax.apply_updates(state.params, updates), opt_state), sums
 
+    def epoch_batches(self, shuffle_key: jax.Array) -> jax.Array:
+        """The epoch's batches of row numbers, reshuffled by ``shuffle_key`` (S x B)."""
+        return batching.shuffled_batches(shuffle_key, self.num_train, self.batch_size)
+
+    def indexed_step(self, state: TrainState, data: DeviceData, rows_B, dropout_key, reg, index):
+        """:meth:`train_step` number ``index`` of an epoch (its dropout key folded in)."""
+        key = jax.random.fold_in(dropout_key, index)
+        return self.train_step(state, data, rows_B, reg, key)
+
     def train_epoch(
         self,
         state: TrainState,
@@ -201,30 +210,50 @@ class Trainer:
         reg: ModelSettings,
     ) -> tuple[TrainState, Sums]:
         """One pass over the reshuffled training set, as a ``lax.scan`` of train steps."""
-        batches_SxB = batching.shuffled_batches(shuffle_key, self.num_train, self.batch_size)
+        batches_SxB = self.epoch_batches(shuffle_key)
+        return scan_steps(self.indexed_step, state, data, batches_SxB, dropout_key, reg)
 
-        def step(state, inputs):
-            index, rows_B = inputs
-            key = jax.random.fold_in(dropout_key, index)
-            return self.train_step(state, data, rows_B, reg, key)
+    def eval_step(self, params, data: DeviceData, rows_B, reg: ModelSettings) -> Sums:
+        """The sums of one evaluation batch (loss with the L2 penalty, as Keras reports it)."""
+        inputs, labels, weights = self.batch(data, rows_B, self.eval_nonzeros)
+        return self._sums(params, inputs, labels, weights, reg, None)[1]
 
-        steps = jnp.arange(batches_SxB.shape[0])
-        state, sums = jax.lax.scan(step, state, (steps, batches_SxB))
-        return state, jax.tree_util.tree_map(jnp.sum, sums)
+    def eval_batches(self) -> jax.Array:
+        batch_size = min(self.config.eval_batch_size, self.num_eval)
+        return batching.ordered_batches(self.num_eval, batch_size)
 
     def evaluate(self, params, data: DeviceData, reg: ModelSettings) -> Sums:
         """Loss (with the L2 penalty, as Keras reports it) and accuracy over a whole dataset."""
-        batch_size = min(self.config.eval_batch_size, self.num_eval)
-        batches_SxB = batching.ordered_batches(self.num_eval, batch_size)
+        return scan_eval(self.eval_step, params, data, self.eval_batches(), reg)
 
-        def step(total, rows_B):
-            inputs, labels, weights = self.batch(data, rows_B, self.eval_nonzeros)
-            _, sums = self._sums(params, inputs, labels, weights, reg, None)
-            return jax.tree_util.tree_map(jnp.add, total, sums), None
 
-        zero = Sums(jnp.zeros(()), jnp.zeros(()), jnp.zeros(()))
-        total, _ = jax.lax.scan(step, zero, batches_SxB)
-        return total
+def scan_steps(step, state, data, batches_SxB, dropout_key, reg) -> tuple[Any, Sums]:
+    """``step(state, data, rows_B, dropout_key, reg, index)`` over the epoch's batches in a
+    ``lax.scan``; the batch sums added up over the epoch. ``step`` may be vmapped over models
+    (the scan stays outside the vmap, so the models' state keeps its layout between steps)."""
+
+    def body(state, inputs):
+        index, rows_B = inputs
+        return step(state, data, rows_B, dropout_key, reg, index)
+
+    steps = jnp.arange(batches_SxB.shape[0])
+    state, sums = jax.lax.scan(body, state, (steps, batches_SxB))
+    return state, jax.tree_util.tree_map(lambda x: jnp.sum(x, axis=0), sums)
+
+
+def scan_eval(step, params, data, batches_SxB, reg) -> Sums:
+    """``step(params, data, rows_B, reg)`` over ordered batches in a ``lax.scan``, summed."""
+
+    def body(total, rows_B):
+        sums = step(params, data, rows_B, reg)
+        return jax.tree_util.tree_map(jnp.add, total, sums), None
+
+    zero = jax.tree_util.tree_map(
+        lambda x: jnp.zeros(x.shape, x.dtype),
+        jax.eval_shape(step, params, data, batches_SxB[0], reg),
+    )
+    total, _ = jax.lax.scan(body, zero, batches_SxB)
+    return total
 
 
 # Compiled once per distinct Trainer (a hashable, static argument), shared by every fit.

@@ -10,12 +10,13 @@
 //
 // The same layer reading a batch's rows in place from the dataset stored row-compressed (CSR:
 // row r's entries are columns/values[offsets[r]:offsets[r+1]]), so no batch is ever gathered.
-// rows is (G, B): G = 1, every feature column reads the same rows; G > 1, the D features are
-// G groups of D / G (e.g. models) and group g reads rows[g] (each model its own data order).
-// A row number out of [0, n) (padding: -1) is an empty row.
+// Models first: the kernel is (K, V, H) and rows (G, B), with K and G each 1 or N; model m uses
+// kernel m (or the one kernel) and reads rows[m] (or the one row list). A row number out of
+// [0, n) (padding: -1) is an empty row. Each model's work touches only its own kernel (V x H,
+// e.g. 640 KB for the lesson's model), which stays in cache while its rows are summed.
 //
-//   csr forward:  out[b, group g] = sum over row rows[g, b] of values[n] * kernel[columns[n], g]
-//   csr backward: dkernel[v, group g] = sum of values[n] * grad[b, g] over entries of column v
+//   csr forward:  out[m, b] = sum over row rows[m, b]'s entries n of values[n] * kernel[m, columns[n]]
+//   csr backward: dkernel[m, v] = sum of values[n] * grad[m, b] over the entries n of column v
 #include <omp.h>
 
 #include <algorithm>
@@ -149,7 +150,7 @@ ffi::Error Backward(F32 grad, S32 columns, S32 row_ids, F32 values,
 }
 
 
-// Row rows[i]'s entries [begin, end) in a CSR dataset of `num_rows` rows; empty if out of range.
+// Row `row`'s entries [begin, end) in a CSR dataset of `num_rows` rows; empty if out of range.
 inline void row_span(const int32_t* offsets, int64_t num_rows, int32_t row, int64_t& begin,
                      int64_t& end) {
   if (static_cast<uint32_t>(row) >= static_cast<uint64_t>(num_rows)) {
@@ -160,88 +161,75 @@ inline void row_span(const int32_t* offsets, int64_t num_rows, int32_t row, int6
   end = offsets[row + 1];
 }
 
-ffi::Error CsrForward(F32 kernel, S32 columns, F32 values, S32 offsets, S32 rows,
-                      ffi::ResultBuffer<ffi::F32> out) {
-  const int64_t vocab = kernel.dimensions()[0];
-  const int64_t groups = rows.dimensions()[0];
-  const int64_t batch = rows.dimensions()[1];
-  const int64_t num_rows = offsets.element_count() - 1;
-  float* o = out->typed_data();
-  if (vocab == 0 || batch == 0) {
-    std::memset(o, 0, out->element_count() * sizeof(float));
-    return ffi::Error::Success();
-  }
-  const int64_t features = kernel.element_count() / vocab;
-  const int64_t width = features / groups;
-  const int32_t* col = columns.typed_data();
-  const float* val = values.typed_data();
-  const int32_t* off = offsets.typed_data();
-  const int32_t* row = rows.typed_data();
-  const float* k = kernel.typed_data();
-  const int64_t entries = batch * (num_rows ? off[num_rows] / num_rows + 1 : 1);
-#pragma omp parallel num_threads(threads_for(features, entries))
-  {
-    int64_t begin, end;
-    column_range(features, omp_get_thread_num(), omp_get_num_threads(), begin, end);
-    for (int64_t b = 0; b < batch; ++b) {
-      float* __restrict__ d = o + b * features;
-      std::memset(d + begin, 0, (end - begin) * sizeof(float));
-      if (begin >= end) continue;
-      for (int64_t g = begin / width; g < groups && g * width < end; ++g) {
-        const int64_t c0 = std::max(begin, g * width), c1 = std::min(end, (g + 1) * width);
-        int64_t first, last;
-        row_span(off, num_rows, row[g * batch + b], first, last);
-        for (int64_t n = first; n < last; ++n) {
-          const uint32_t c = static_cast<uint32_t>(col[n]);
-          if (c >= static_cast<uint64_t>(vocab)) continue;
-          const float v = val[n];
-          const float* __restrict__ s = k + static_cast<int64_t>(c) * features;
+// The CSR dataset, shared by every model.
+struct Csr {
+  const int32_t* columns;
+  const float* values;
+  const int32_t* offsets;
+  int64_t num_rows;
+  int64_t vocab;
+};
+
+// d[c0:c1] += v * s[c0:c1]; W > 0 is the width known at compile time (c0 = 0, c1 = W).
+template <int W>
+inline void axpy(float* __restrict__ d, const float* __restrict__ s, float v, int64_t c0,
+                 int64_t c1) {
+  if constexpr (W > 0) {
 #pragma omp simd
-          for (int64_t f = c0; f < c1; ++f) d[f] += v * s[f];
-        }
-      }
-    }
+    for (int64_t f = 0; f < W; ++f) d[f] += v * s[f];
+  } else {
+#pragma omp simd
+    for (int64_t f = c0; f < c1; ++f) d[f] += v * s[f];
   }
-  return ffi::Error::Success();
 }
 
-// Group g's columns [c0, c1) of dkernel when dkernel fits in cache: zeroed, then every entry
-// added into its row in place.
-void csr_backward_direct(const float* grad, const int32_t* col, const float* val,
-                         const int32_t* off, int64_t num_rows, const int32_t* group_rows,
-                         int64_t batch, int64_t vocab, int64_t features, int64_t c0, int64_t c1,
-                         float* out) {
-  for (int64_t v = 0; v < vocab; ++v) {
-    for (int64_t f = c0; f < c1; ++f) out[v * features + f] = 0.0f;
+// One model's out[b, c0:c1] for its batch rows `rows` (B), its kernel k (V x H).
+template <int W>
+void forward_model(const Csr& data, const float* k, int64_t width, const int32_t* rows,
+                   int64_t batch, int64_t c0, int64_t c1, float* out) {
+  for (int64_t b = 0; b < batch; ++b) {
+    float* __restrict__ d = out + b * width;
+    for (int64_t f = c0; f < c1; ++f) d[f] = 0.0f;
+    int64_t first, last;
+    row_span(data.offsets, data.num_rows, rows[b], first, last);
+    for (int64_t n = first; n < last; ++n) {
+      const uint32_t c = static_cast<uint32_t>(data.columns[n]);
+      if (c >= static_cast<uint64_t>(data.vocab)) continue;
+      axpy<W>(d, k + static_cast<int64_t>(c) * width, data.values[n], c0, c1);
+    }
   }
+}
+
+// One model's dkernel (V x H, zeroed here) for its batch rows, each entry added in place: for a
+// kernel that fits in cache.
+template <int W>
+void backward_model_direct(const Csr& data, const float* grad, int64_t width, const int32_t* rows,
+                           int64_t batch, float* out) {
+  std::memset(out, 0, data.vocab * width * sizeof(float));
   for (int64_t b = 0; b < batch; ++b) {
     int64_t first, last;
-    row_span(off, num_rows, group_rows[b], first, last);
-    const float* __restrict__ s = grad + b * features;
+    row_span(data.offsets, data.num_rows, rows[b], first, last);
+    const float* __restrict__ g = grad + b * width;
     for (int64_t n = first; n < last; ++n) {
-      const uint32_t c = static_cast<uint32_t>(col[n]);
-      if (c >= static_cast<uint64_t>(vocab)) continue;
-      const float scale = val[n];
-      float* __restrict__ d = out + static_cast<int64_t>(c) * features;
-#pragma omp simd
-      for (int64_t f = c0; f < c1; ++f) d[f] += scale * s[f];
+      const uint32_t c = static_cast<uint32_t>(data.columns[n]);
+      if (c >= static_cast<uint64_t>(data.vocab)) continue;
+      axpy<W>(out + static_cast<int64_t>(c) * width, g, data.values[n], 0, width);
     }
   }
 }
 
-// Group g's columns of dkernel: its batch's entries bucketed by column (a counting sort), then
-// each kernel row written once (a large dkernel is written sequentially, not at random).
-void csr_backward_group(const float* grad, const int32_t* col, const float* val,
-                        const int32_t* off, int64_t num_rows, const int32_t* group_rows,
-                        int64_t batch, int64_t vocab, int64_t features, int64_t c0, int64_t c1,
-                        float* out, int threads) {
+// One model's dkernel for a kernel larger than cache: the batch's entries bucketed by column
+// first (a counting sort), then each kernel row written once, sequentially, by `threads` threads.
+void backward_model_sorted(const Csr& data, const float* grad, int64_t width, const int32_t* rows,
+                           int64_t batch, float* out, int threads) {
+  const int64_t vocab = data.vocab;
   std::vector<int32_t> starts(vocab + 1, 0);
   int64_t total = 0;
   for (int64_t b = 0; b < batch; ++b) {
     int64_t first, last;
-    row_span(off, num_rows, group_rows[b], first, last);
+    row_span(data.offsets, data.num_rows, rows[b], first, last);
     for (int64_t n = first; n < last; ++n) {
-      const uint32_t c = static_cast<uint32_t>(col[n]);
+      const uint32_t c = static_cast<uint32_t>(data.columns[n]);
       if (c < static_cast<uint64_t>(vocab)) ++starts[c + 1], ++total;
     }
   }
@@ -251,9 +239,9 @@ void csr_backward_group(const float* grad, const int32_t* col, const float* val,
     std::vector<int32_t> next(starts.begin(), starts.end() - 1);
     for (int64_t b = 0; b < batch; ++b) {
       int64_t first, last;
-      row_span(off, num_rows, group_rows[b], first, last);
+      row_span(data.offsets, data.num_rows, rows[b], first, last);
       for (int64_t n = first; n < last; ++n) {
-        const uint32_t c = static_cast<uint32_t>(col[n]);
+        const uint32_t c = static_cast<uint32_t>(data.columns[n]);
         if (c < static_cast<uint64_t>(vocab)) {
           const int32_t at = next[c]++;
           entry[at] = static_cast<int32_t>(n);
@@ -264,49 +252,92 @@ void csr_backward_group(const float* grad, const int32_t* col, const float* val,
   }
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t v = 0; v < vocab; ++v) {
-    float* __restrict__ d = out + v * features;
-    for (int64_t f = c0; f < c1; ++f) d[f] = 0.0f;
+    float* __restrict__ d = out + v * width;
+    for (int64_t f = 0; f < width; ++f) d[f] = 0.0f;
     for (int32_t k = starts[v]; k < starts[v + 1]; ++k) {
-      const float scale = val[entry[k]];
-      const float* __restrict__ s = grad + static_cast<int64_t>(source[k]) * features;
-#pragma omp simd
-      for (int64_t f = c0; f < c1; ++f) d[f] += scale * s[f];
+      axpy<0>(d, grad + static_cast<int64_t>(source[k]) * width, data.values[entry[k]], 0, width);
     }
   }
 }
 
-ffi::Error CsrBackward(F32 grad, S32 columns, F32 values, S32 offsets, S32 rows,
-                       ffi::ResultBuffer<ffi::F32> dkernel) {
-  const int64_t vocab = dkernel->dimensions()[0];
-  const int64_t groups = rows.dimensions()[0];
-  const int64_t batch = rows.dimensions()[1];
-  float* out = dkernel->typed_data();
-  if (vocab == 0 || batch == 0) {
-    std::memset(out, 0, dkernel->element_count() * sizeof(float));
+// Threads for `models` models of `work` multiply-adds each: models are spread over the threads;
+// a single model with wide rows splits its feature columns instead; small work stays on one.
+int threads_for_models(int64_t models, int64_t width, int64_t work) {
+  const int available = omp_get_max_threads();
+  if (models * work < (int64_t{1} << 20)) return 1;
+  if (models > 1) return static_cast<int>(std::min<int64_t>(available, models));
+  return width >= 128 ? available : 1;
+}
+
+ffi::Error CsrForward(F32 kernel, S32 columns, F32 values, S32 offsets, S32 rows,
+                      ffi::ResultBuffer<ffi::F32> out) {
+  const auto kdims = kernel.dimensions();
+  const int64_t kernels = kdims[0], vocab = kdims[1], width = kdims[2];
+  const int64_t groups = rows.dimensions()[0], batch = rows.dimensions()[1];
+  const int64_t models = out->dimensions()[0];
+  float* o = out->typed_data();
+  if (vocab == 0 || batch == 0 || width == 0) {
+    std::memset(o, 0, out->element_count() * sizeof(float));
     return ffi::Error::Success();
   }
-  const int64_t features = dkernel->element_count() / vocab;
-  const int64_t width = features / groups;
-  const int64_t num_rows = offsets.element_count() - 1;
-  const int threads = threads_for(features, batch * 64);
-  if (vocab * features * sizeof(float) <= (int64_t{2} << 20)) {  // fits in cache: in place
-    csr_backward_direct(grad.typed_data(), columns.typed_data(), values.typed_data(),
-                        offsets.typed_data(), num_rows, rows.typed_data(), batch, vocab,
-                        features, 0, groups > 1 ? width : features, out);
-    for (int64_t g = 1; g < groups; ++g) {
-      csr_backward_direct(grad.typed_data(), columns.typed_data(), values.typed_data(),
-                          offsets.typed_data(), num_rows, rows.typed_data() + g * batch, batch,
-                          vocab, features, g * width, (g + 1) * width, out);
+  const Csr data{columns.typed_data(), values.typed_data(), offsets.typed_data(),
+                 offsets.element_count() - 1, vocab};
+  const int64_t per_row = data.num_rows ? data.offsets[data.num_rows] / data.num_rows + 1 : 1;
+  const int threads = threads_for_models(models, width, batch * per_row * width);
+  const float* k = kernel.typed_data();
+  const int32_t* r = rows.typed_data();
+  if (models == 1 && threads > 1) {  // one wide model: feature columns over the threads
+#pragma omp parallel num_threads(threads)
+    {
+      int64_t c0, c1;
+      column_range(width, omp_get_thread_num(), omp_get_num_threads(), c0, c1);
+      if (c0 < c1) forward_model<0>(data, k, width, r, batch, c0, c1, o);
     }
     return ffi::Error::Success();
   }
-  // One group: its vocabulary rows over the threads; many: whole groups over the threads.
-#pragma omp parallel for schedule(static) num_threads(groups > 1 ? threads : 1)
-  for (int64_t g = 0; g < groups; ++g) {
-    csr_backward_group(grad.typed_data(), columns.typed_data(), values.typed_data(),
-                       offsets.typed_data(), num_rows, rows.typed_data() + g * batch, batch,
-                       vocab, features, g * width, (g + 1) * width, out,
-                       groups > 1 ? 1 : threads);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t m = 0; m < models; ++m) {
+    const float* km = k + (kernels == 1 ? 0 : m) * vocab * width;
+    const int32_t* rm = r + (groups == 1 ? 0 : m) * batch;
+    float* om = o + m * batch * width;
+    if (width == 16) {
+      forward_model<16>(data, km, width, rm, batch, 0, width, om);
+    } else {
+      forward_model<0>(data, km, width, rm, batch, 0, width, om);
+    }
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error CsrBackward(F32 grad, S32 columns, F32 values, S32 offsets, S32 rows,
+                       ffi::ResultBuffer<ffi::F32> dkernel) {
+  const auto dims = dkernel->dimensions();
+  const int64_t models = dims[0], vocab = dims[1], width = dims[2];
+  const int64_t groups = rows.dimensions()[0], batch = rows.dimensions()[1];
+  float* out = dkernel->typed_data();
+  if (vocab == 0 || batch == 0 || width == 0) {
+    std::memset(out, 0, dkernel->element_count() * sizeof(float));
+    return ffi::Error::Success();
+  }
+  const Csr data{columns.typed_data(), values.typed_data(), offsets.typed_data(),
+                 offsets.element_count() - 1, vocab};
+  const int64_t per_row = data.num_rows ? data.offsets[data.num_rows] / data.num_rows + 1 : 1;
+  const int threads = threads_for_models(models, width, batch * per_row * width);
+  const bool fits = vocab * width * sizeof(float) <= (int64_t{2} << 20);
+  const float* g = grad.typed_data();
+  const int32_t* r = rows.typed_data();
+#pragma omp parallel for schedule(static) num_threads(models > 1 ? threads : 1)
+  for (int64_t m = 0; m < models; ++m) {
+    const float* gm = g + m * batch * width;
+    const int32_t* rm = r + (groups == 1 ? 0 : m) * batch;
+    float* dm = out + m * vocab * width;
+    if (!fits) {
+      backward_model_sorted(data, gm, width, rm, batch, dm, models > 1 ? 1 : threads);
+    } else if (width == 16) {
+      backward_model_direct<16>(data, gm, width, rm, batch, dm);
+    } else {
+      backward_model_direct<0>(data, gm, width, rm, batch, dm);
+    }
   }
   return ffi::Error::Success();
 }
