@@ -183,33 +183,78 @@ inline void axpy(float* __restrict__ d, const float* __restrict__ s, float v, in
   }
 }
 
-// One model's out[b, c0:c1] for its batch rows `rows` (B), its kernel k (V x H).
+// Starts loading batch row b's entries while the row before it is summed: rows come in random
+// order, and waiting for each one's first entries from memory cost about half the time.
+inline void prefetch_row(const Csr& data, const int32_t* rows, int64_t b, int64_t batch) {
+  if (b >= batch) return;
+  int64_t first, last;
+  row_span(data.offsets, data.num_rows, rows[b], first, last);
+  for (int64_t n = first; n < last; n += 16) {
+    __builtin_prefetch(data.columns + n);
+    __builtin_prefetch(data.values + n);
+  }
+}
+
+// out = sum of values[n] * k[columns[n]] over [first, last), for a width W known at compile
+// time: two accumulators in registers (two independent chains of multiply-adds).
+template <int W>
+inline void sum_rows(const Csr& data, const float* k, int64_t first, int64_t last, float* out) {
+  float a[W], b[W];
+  for (int f = 0; f < W; ++f) a[f] = b[f] = 0.0f;
+  const uint64_t vocab = static_cast<uint64_t>(data.vocab);
+  int64_t n = first;
+  for (; n + 1 < last; n += 2) {
+    const uint32_t c0 = static_cast<uint32_t>(data.columns[n]);
+    const uint32_t c1 = static_cast<uint32_t>(data.columns[n + 1]);
+    if (c0 < vocab) axpy<W>(a, k + static_cast<int64_t>(c0) * W, data.values[n], 0, W);
+    if (c1 < vocab) axpy<W>(b, k + static_cast<int64_t>(c1) * W, data.values[n + 1], 0, W);
+  }
+  if (n < last) {
+    const uint32_t c = static_cast<uint32_t>(data.columns[n]);
+    if (c < vocab) axpy<W>(a, k + static_cast<int64_t>(c) * W, data.values[n], 0, W);
+  }
+  for (int f = 0; f < W; ++f) out[f] = a[f] + b[f];
+}
+
+// One model's out[b, c0:c1] for its batch rows `rows` (B), its kernel k (V x width); W > 0:
+// width W, all columns.
 template <int W>
 void forward_model(const Csr& data, const float* k, int64_t width, const int32_t* rows,
                    int64_t batch, int64_t c0, int64_t c1, float* out) {
   for (int64_t b = 0; b < batch; ++b) {
-    float* __restrict__ d = out + b * width;
-    for (int64_t f = c0; f < c1; ++f) d[f] = 0.0f;
+    prefetch_row(data, rows, b + 1, batch);
     int64_t first, last;
     row_span(data.offsets, data.num_rows, rows[b], first, last);
-    for (int64_t n = first; n < last; ++n) {
-      const uint32_t c = static_cast<uint32_t>(data.columns[n]);
-      if (c >= static_cast<uint64_t>(data.vocab)) continue;
-      axpy<W>(d, k + static_cast<int64_t>(c) * width, data.values[n], c0, c1);
+    float* __restrict__ d = out + b * width;
+    if constexpr (W > 0) {
+      sum_rows<W>(data, k, first, last, d);
+    } else {
+      for (int64_t f = c0; f < c1; ++f) d[f] = 0.0f;
+      for (int64_t n = first; n < last; ++n) {
+        const uint32_t c = static_cast<uint32_t>(data.columns[n]);
+        if (c >= static_cast<uint64_t>(data.vocab)) continue;
+        axpy<0>(d, k + static_cast<int64_t>(c) * width, data.values[n], c0, c1);
+      }
     }
   }
 }
 
-// One model's dkernel (V x H, zeroed here) for its batch rows, each entry added in place: for a
-// kernel that fits in cache.
+// One model's dkernel (V x width, zeroed here) for its batch rows, each entry added in place:
+// for a kernel that fits in cache. W > 0: width W, the row's gradient held in registers.
 template <int W>
 void backward_model_direct(const Csr& data, const float* grad, int64_t width, const int32_t* rows,
                            int64_t batch, float* out) {
   std::memset(out, 0, data.vocab * width * sizeof(float));
   for (int64_t b = 0; b < batch; ++b) {
+    prefetch_row(data, rows, b + 1, batch);
     int64_t first, last;
     row_span(data.offsets, data.num_rows, rows[b], first, last);
+    float held[W > 0 ? W : 1];
     const float* __restrict__ g = grad + b * width;
+    if constexpr (W > 0) {
+      for (int f = 0; f < W; ++f) held[f] = g[f];
+      g = held;
+    }
     for (int64_t n = first; n < last; ++n) {
       const uint32_t c = static_cast<uint32_t>(data.columns[n]);
       if (c >= static_cast<uint64_t>(data.vocab)) continue;
@@ -300,10 +345,11 @@ ffi::Error CsrForward(F32 kernel, S32 columns, F32 values, S32 offsets, S32 rows
     const float* km = k + (kernels == 1 ? 0 : m) * vocab * width;
     const int32_t* rm = r + (groups == 1 ? 0 : m) * batch;
     float* om = o + m * batch * width;
-    if (width == 16) {
-      forward_model<16>(data, km, width, rm, batch, 0, width, om);
-    } else {
-      forward_model<0>(data, km, width, rm, batch, 0, width, om);
+    switch (width) {
+      case 16: forward_model<16>(data, km, width, rm, batch, 0, width, om); break;
+      case 32: forward_model<32>(data, km, width, rm, batch, 0, width, om); break;
+      case 64: forward_model<64>(data, km, width, rm, batch, 0, width, om); break;
+      default: forward_model<0>(data, km, width, rm, batch, 0, width, om);
     }
   }
   return ffi::Error::Success();
@@ -335,6 +381,8 @@ ffi::Error CsrBackward(F32 grad, S32 columns, F32 values, S32 offsets, S32 rows,
       backward_model_sorted(data, gm, width, rm, batch, dm, models > 1 ? 1 : threads);
     } else if (width == 16) {
       backward_model_direct<16>(data, gm, width, rm, batch, dm);
+    } else if (width == 32) {
+      backward_model_direct<32>(data, gm, width, rm, batch, dm);
     } else {
       backward_model_direct<0>(data, gm, width, rm, batch, dm);
     }
