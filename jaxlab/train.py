@@ -131,6 +131,8 @@ class Trainer:
     train_nonzeros: int
     eval_nonzeros: int
     num_eval: int
+    penalized: bool = True  # False: no model has an L2 penalty, so none is computed
+
 
     @property
     def batch_size(self) -> int:
@@ -176,7 +178,7 @@ class Trainer:
             rngs={"dropout": dropout_key} if train else None,
         )
         count = jnp.sum(weights)
-        penalty = l2_penalty(params, reg.l2)
+        penalty = l2_penalty(params, reg.l2) if self.penalized else 0.0
         data_loss = jnp.sum(weights * binary_crossentropy(logits, labels))
         correct = jnp.sum(weights * ((logits > 0) == (labels > 0.5)))
         loss = data_loss / jnp.maximum(count, 1.0) + penalty
@@ -263,9 +265,17 @@ evaluate = jax.jit(Trainer.evaluate, static_argnums=0)
 
 
 def make_trainer(
-    config: TrainConfig, train: DeviceData, validation: DeviceData, models_per_device: int = 1
+    config: TrainConfig,
+    train: DeviceData,
+    validation: DeviceData,
+    models_per_device: int = 1,
+    penalized: bool | None = None,
 ) -> Trainer:
-    """A :class:`Trainer` sized for these datasets, its first layer chosen for the model count."""
+    """A :class:`Trainer` sized for these datasets, its first layer chosen for the model count.
+
+    ``penalized``: whether any model it trains has an L2 penalty (default: ``config.l2 > 0``);
+    without one, the penalty (a pass over every kernel) is left out of the program.
+    """
     config = dataclasses.replace(config, model=config.model.for_models(models_per_device))
     batch_size = min(config.batch_size, train.num_rows)
     eval_batch = min(config.eval_batch_size, validation.num_rows)
@@ -275,6 +285,7 @@ def make_trainer(
         train_nonzeros=batching.nonzeros_capacity(batching.row_lengths(train), batch_size),
         eval_nonzeros=batching.max_nonzeros_ordered(batching.row_lengths(validation), eval_batch),
         num_eval=validation.num_rows,
+        penalized=config.l2 > 0 if penalized is None else penalized,
     )
 
 
