@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxlab import shuffle
 from jaxlab.encoding import SparseFeatures, SparseMultiHot, as_features
 from jaxlab.errors import ConfigError
 from jaxlab.models import CsrRows, SparseRows
@@ -76,7 +77,7 @@ def row_lengths(data: DeviceData) -> np.ndarray:
 def shuffled_batches(key: jax.Array, num_rows: int, batch_size: int) -> jax.Array:
     """A permutation of the rows cut into batches; the last one padded with -1 (S x B)."""
     steps = -(-num_rows // batch_size)
-    rows = jax.random.permutation(key, num_rows).astype(jnp.int32)
+    rows = shuffle.permutation(key, num_rows)
     padded = jnp.full(steps * batch_size, -1, jnp.int32).at[:num_rows].set(rows)
     return padded.reshape(steps, batch_size)
 

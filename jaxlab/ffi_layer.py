@@ -15,129 +15,35 @@ model's rows while that model's kernel (640 KB for the lesson's network) sits in
 models are spread over the CPU's threads. The older path for gathered batches puts the models'
 kernels side by side, ``(V, M * H)`` (a copy of the stacked kernels).
 
-The kernel is built from ``csrc/embag.cc`` with a C++ compiler (``$CXX``, else ``g++``) on first
-use, into ``$JAXLAB_CACHE_DIR/build/<hash>/``; :func:`require` raises :class:`ConfigError` if
-it cannot be built.
+The kernel is ``csrc/embag.cc``, built by :mod:`jaxlab.native` on first use; :func:`require`
+raises :class:`ConfigError` if it cannot be built.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from jax.custom_batching import custom_vmap
 
-from jaxlab.errors import ConfigError
-from jaxlab.imdb import default_cache_dir
+from jaxlab import native
 from jaxlab.initializers import zeros_bias
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "embag.cc"
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 FORWARD, BACKWARD = "jaxlab_embag_forward", "jaxlab_embag_backward"
 CSR_FORWARD, CSR_BACKWARD = "jaxlab_csr_forward", "jaxlab_csr_backward"
-
-
-def _compiler() -> str | None:
-    return shutil.which(os.environ.get("CXX", "g++"))
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith("model name")), "")
-    except OSError:
-        return platform.processor()
-
-
-def library_path(compiler: str) -> Path:
-    """Where the kernel built by ``compiler`` lives: one folder per source, flags, compiler,
-    JAX version and machine (``-march=native`` code is not portable between CPUs)."""
-    key = "\n".join(
-        [
-            SOURCE.read_text(),
-            " ".join(FLAGS),
-            compiler,
-            jax.__version__,
-            platform.machine(),
-            _cpu_name(),
-        ]
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return default_cache_dir() / "build" / digest / "libjaxlab_embag.so"
-
-
-def build(compiler: str, target: Path) -> None:
-    """Compiles the kernel to ``target`` atomically: concurrent builds each write their own
-    temporary file and the last rename wins, so a reader never sees a partial library."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
-    os.close(fd)
-    command = [
-        compiler,
-        *FLAGS,
-        f"-I{jax.ffi.include_dir()}",
-        str(SOURCE),
-        "-o",
-        temporary,
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
-            errors = [line for line in done.stderr.splitlines() if "error" in line]
-            reason = (errors or done.stderr.strip().splitlines() or ["no output"])[0]
-            raise ConfigError(f"the ffi first layer failed to build with {compiler}: {reason}")
-        os.replace(temporary, target)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise ConfigError(f"the ffi first layer failed to build with {compiler}: {error}") from None
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-@functools.cache
-def _load() -> str | None:
-    """Builds (if needed), loads and registers the kernel once per process; the reason it is
-    unavailable, or None."""
-    compiler = _compiler()
-    if compiler is None:
-        name = os.environ.get("CXX", "g++")
-        return f"the ffi first layer needs a C++ compiler and {name!r} was not found (set CXX)"
-    target = library_path(compiler)
-    try:
-        if not target.exists():
-            build(compiler, target)
-        library = ctypes.cdll.LoadLibrary(str(target))
-    except ConfigError as error:
-        return str(error)
-    except OSError as error:
-        return f"the ffi first layer could not load {target}: {error}"
-    jax.ffi.register_ffi_target(FORWARD, jax.ffi.pycapsule(library.JaxlabEmbagForward), "cpu")
-    jax.ffi.register_ffi_target(BACKWARD, jax.ffi.pycapsule(library.JaxlabEmbagBackward), "cpu")
-    jax.ffi.register_ffi_target(CSR_FORWARD, jax.ffi.pycapsule(library.JaxlabCsrForward), "cpu")
-    jax.ffi.register_ffi_target(CSR_BACKWARD, jax.ffi.pycapsule(library.JaxlabCsrBackward), "cpu")
-    return None
+WHAT = "the ffi first layer"
 
 
 def available() -> bool:
     """Whether the kernel is built and registered (building it if it can be)."""
-    return _load() is None
+    return native.available()
 
 
 def require() -> None:
     """Builds the kernel if needed; raises :class:`ConfigError` saying why it cannot be used."""
-    reason = _load()
-    if reason is not None:
-        raise ConfigError(reason)
+    native.require(WHAT)
 
 
 def _forward(kernel, columns, row_ids, values, num_rows: int):
