@@ -306,8 +306,14 @@ def run_sweep(
         padded = math.ceil(count / mesh.size) * mesh.size
         take = np.r_[np.arange(count), np.zeros(padded - count, int)]  # pad with model 0
 
-        penalized = bool(np.any(models.l2 > 0))
-        trainer = make_trainer(group, train_data, val_data, padded // mesh.size, penalized)
+        trainer = make_trainer(
+            group,
+            train_data,
+            val_data,
+            padded // mesh.size,
+            penalized=bool(np.any(models.l2 > 0)),
+            drops=bool(np.any(models.dropout > 0)),
+        )
         group = trainer.config  # with the first layer chosen
         if check_memory:
             _check_memory(trainer, padded // mesh.size, data_bytes, count)

@@ -132,7 +132,7 @@ class Trainer:
     eval_nonzeros: int
     num_eval: int
     penalized: bool = True  # False: no model has an L2 penalty, so none is computed
-
+    drops: bool = True  # False: no model has dropout, so no masks are drawn
 
     @property
     def batch_size(self) -> int:
@@ -168,7 +168,7 @@ class Trainer:
         return TrainState(params, self.config.make_optimizer().init(params))
 
     def _sums(self, params, inputs, labels, weights, reg, dropout_key) -> tuple[jax.Array, Sums]:
-        train = dropout_key is not None
+        train = dropout_key is not None and self.drops
         logits = self.config.model.module().apply(
             {"params": params},
             inputs,
@@ -270,11 +270,13 @@ def make_trainer(
     validation: DeviceData,
     models_per_device: int = 1,
     penalized: bool | None = None,
+    drops: bool | None = None,
 ) -> Trainer:
     """A :class:`Trainer` sized for these datasets, its first layer chosen for the model count.
 
-    ``penalized``: whether any model it trains has an L2 penalty (default: ``config.l2 > 0``);
-    without one, the penalty (a pass over every kernel) is left out of the program.
+    ``penalized``, ``drops``: whether any model it trains has an L2 penalty or dropout
+    (default: ``config.l2 > 0``, ``config.dropout > 0``); without, the penalty (a pass over every
+    kernel) or the dropout masks are left out of the program.
     """
     config = dataclasses.replace(config, model=config.model.for_models(models_per_device))
     batch_size = min(config.batch_size, train.num_rows)
@@ -286,6 +288,7 @@ def make_trainer(
         eval_nonzeros=batching.max_nonzeros_ordered(batching.row_lengths(validation), eval_batch),
         num_eval=validation.num_rows,
         penalized=config.l2 > 0 if penalized is None else penalized,
+        drops=config.dropout > 0 if drops is None else drops,
     )
 
 

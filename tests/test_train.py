@@ -148,17 +148,18 @@ def test_step_memory_grows_with_the_batch_and_the_dense_first_layer():
     assert memory("dense", 64) > memory("sparse", 64)
 
 
-def test_a_trainer_without_l2_leaves_the_penalty_out_and_trains_the_same(tiny):
+def test_a_trainer_without_l2_or_dropout_leaves_them_out_and_trains_the_same(tiny):
     (x, y), (vx, vy) = tiny
     train, val = batching.to_device_data(x, y), batching.to_device_data(vx, vy)
     config = TrainConfig(model=TINY, batch_size=32)
     plain = make_trainer(config, train, val)
-    assert not plain.penalized  # l2 = 0: the default leaves it out
+    assert not plain.penalized and not plain.drops  # l2 = dropout = 0: the defaults leave them out
     assert make_trainer(dataclasses.replace(config, l2=0.01), train, val).penalized
+    assert make_trainer(dataclasses.replace(config, dropout=0.5), train, val).drops
     keys = run_keys(5)
     shuffle_key, dropout_key = epoch_keys(keys, 0)
     outputs = []
-    for trainer in (plain, dataclasses.replace(plain, penalized=True)):
+    for trainer in (plain, dataclasses.replace(plain, penalized=True, drops=True)):
         state, sums = train_epoch(
             trainer, trainer.init(keys["init"]), train, shuffle_key, dropout_key, NO_REG
         )
