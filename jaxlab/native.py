@@ -101,6 +101,9 @@ def _load() -> str | None:
         name = os.environ.get("CXX", "g++")
         return f"needs a C++ compiler and {name!r} was not found (set CXX)"
     target = library_path(compiler)
+    # OpenMP threads that spin after a parallel region (the default for a while) take a core
+    # from XLA's own threads between kernel calls; read by the OpenMP runtime when it loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     try:
         if not target.exists():
             build(compiler, target)
