@@ -25,6 +25,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from jax.custom_batching import custom_vmap
 
@@ -34,6 +35,9 @@ from jaxlab.initializers import zeros_bias
 FORWARD, BACKWARD = "jaxlab_embag_forward", "jaxlab_embag_backward"
 CSR_FORWARD, CSR_BACKWARD = "jaxlab_csr_forward", "jaxlab_csr_backward"
 WHAT = "the ffi first layer"
+# Many models reading the same rows: the forward pass walks the batch column by column once
+# their kernels together reach this size (csrc/embag.cc says what was measured).
+BY_COLUMN_BYTES = 32 << 20
 
 
 def available() -> bool:
@@ -179,7 +183,10 @@ def _mapped(fn, batched, args):
 def _csr_forward(kernel, columns, values, offsets, rows):
     models = max(kernel.shape[0], rows.shape[0])
     out = jax.ShapeDtypeStruct((models, rows.shape[1], kernel.shape[2]), jnp.float32)
-    return jax.ffi.ffi_call(CSR_FORWARD, out)(kernel, columns, values, offsets, rows)
+    threshold = np.int64(BY_COLUMN_BYTES)
+    return jax.ffi.ffi_call(CSR_FORWARD, out)(
+        kernel, columns, values, offsets, rows, by_column_bytes=threshold
+    )
 
 
 @_csr_forward.def_vmap

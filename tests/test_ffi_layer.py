@@ -142,16 +142,24 @@ def test_rows_read_in_place_give_the_gathered_batch_numbers():
             np.testing.assert_allclose(g, g_o, rtol=1e-5, atol=1e-5)
 
 
+MODELS = 5  # >= the kernel's kByColumnModels
+
+
 @needs_compiler
-def test_rows_read_in_place_vmapped_equal_a_loop():
+@pytest.mark.parametrize("forward_by_column", [False, True])
+def test_rows_read_in_place_vmapped_equal_a_loop(monkeypatch, forward_by_column):
     """Many kernels (stored either way) with shared rows, per-model rows, a shared kernel with
-    per-model rows, and per-model datasets, each against a per-model loop of the reference."""
+    per-model rows, and per-model datasets, each against a per-model loop of the reference.
+    Five models: enough for shared rows to take the kernel's column-by-column backward pass;
+    the forward pass takes it too when told to (its threshold is in bytes of kernels)."""
+    if forward_by_column:
+        monkeypatch.setattr(ffi_layer, "BY_COLUMN_BYTES", 0)
     data = counts_dataset()
     rng = np.random.default_rng(2)
-    kernels = jax.random.normal(jax.random.key(1), (3, 300, 16))
-    targets = jax.random.normal(jax.random.key(2), (3, 24, 16))
+    kernels = jax.random.normal(jax.random.key(1), (MODELS, 300, 16))
+    targets = jax.random.normal(jax.random.key(2), (MODELS, 24, 16))
     shared_rows = jnp.asarray(np.r_[rng.permutation(64)[:22], [-1, -1]], jnp.int32)
-    own_rows = jnp.stack([jnp.roll(shared_rows, 5 * m) for m in range(3)])
+    own_rows = jnp.stack([jnp.roll(shared_rows, 5 * m) for m in range(MODELS)])
 
     def loss(kernel, rows, target, values=data.values):
         batch = csr_batch(dataclasses.replace(data, values=values), rows)[0]
@@ -184,7 +192,7 @@ def test_rows_read_in_place_vmapped_equal_a_loop():
         check(axis, None, stored, shared_rows)
         check(axis, 0, stored, own_rows)
     check(None, 0, kernels[0], own_rows)
-    values = jnp.stack([data.values * (m + 1) for m in range(3)])
+    values = jnp.stack([data.values * (m % 3 + 1) for m in range(MODELS)])
     check(0, 0, kernels, own_rows, values_axis=0, values=values)
 
 
