@@ -183,6 +183,17 @@ inline void axpy(float* __restrict__ d, const float* __restrict__ s, float v, in
   }
 }
 
+// A row read many times: copied into `held` (registers) when its width W is known at compile
+// time, else read in place.
+template <int W>
+inline const float* hold(const float* row, float* held) {
+  if constexpr (W > 0) {
+    for (int f = 0; f < W; ++f) held[f] = row[f];
+    return held;
+  }
+  return row;
+}
+
 // Starts loading batch row b's entries while the row before it is summed: rows come in random
 // order, and waiting for each one's first entries from memory cost about half the time.
 inline void prefetch_row(const Csr& data, const int32_t* rows, int64_t b, int64_t batch) {
@@ -250,11 +261,7 @@ void backward_model_direct(const Csr& data, const float* grad, int64_t width, co
     int64_t first, last;
     row_span(data.offsets, data.num_rows, rows[b], first, last);
     float held[W > 0 ? W : 1];
-    const float* __restrict__ g = grad + b * width;
-    if constexpr (W > 0) {
-      for (int f = 0; f < W; ++f) held[f] = g[f];
-      g = held;
-    }
+    const float* __restrict__ g = hold<W>(grad + b * width, held);
     for (int64_t n = first; n < last; ++n) {
       const uint32_t c = static_cast<uint32_t>(data.columns[n]);
       if (c >= static_cast<uint64_t>(data.vocab)) continue;
@@ -312,11 +319,7 @@ void forward_model_by_column(const ByColumn& order, const float* k, int64_t voca
     const int32_t first = order.starts[v], last = order.starts[v + 1];
     if (first == last) continue;
     float held[W > 0 ? W : 1];
-    const float* __restrict__ s = k + v * width;
-    if constexpr (W > 0) {
-      for (int f = 0; f < W; ++f) held[f] = s[f];
-      s = held;
-    }
+    const float* __restrict__ s = hold<W>(k + v * width, held);
     for (int32_t i = first; i < last; ++i) {
       axpy<W>(out + static_cast<int64_t>(order.row[i]) * width, s, order.value[i], 0, width);
     }
