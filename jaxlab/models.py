@@ -24,13 +24,13 @@ from jaxlab.errors import ConfigError
 from jaxlab.initializers import INITIALIZERS, zeros_bias
 
 INPUT_LAYERS = ("auto", "sparse", "dense", "ffi")
-# Measured on a 2-core CPU (one run, ms per model-epoch of the lesson's model, 3 epochs):
-# the compiled "ffi" first layer beats the others at every model count tried: 380 vs 430
-# (sparse) at 1 model, 160 vs 318 (sparse) and 310 (dense) at 5, 115 vs 323 and 251 at 35, 99
-# vs 239 (dense) at 128; a 512-512 network at 5 models took about 4 s instead of 11. Without a
-# C++ compiler, "sparse" is faster up to 8 models at once (246 vs 557 ms at 1, 229 vs 298 ms at
-# 8), they tie at 32, and "dense" wins from 64 (173 vs 253 ms). On accelerators "auto" picks
-# dense, where matrix products are what the hardware is built for (not yet measured here).
+# Measured by experiments/benchmark.py on a 2-core CPU (docs/benchmark, ms per model-epoch of the
+# lesson's model): the compiled "ffi" first layer beats the others at every model count, 98 vs
+# 409 (sparse) and 1420 (dense) at 1 model, 85 vs 404 and 364 at 8, 55 vs 543 and 326 at 64, 58
+# vs 336 (dense) at 256. Without a C++ compiler, an earlier run found "sparse" faster up to 8
+# models at once (246 vs 557 ms at 1, 229 vs 298 ms at 8), a tie at 32, and "dense" ahead from
+# 64 (173 vs 253 ms). On accelerators "auto" picks dense, where matrix products are what the
+# hardware is built for (not yet measured here).
 SPARSE_MAX_MODELS_ON_CPU = 32
 
 
