@@ -189,15 +189,24 @@ def _csr_forward(kernel, columns, values, offsets, rows):
     )
 
 
-@_csr_forward.def_vmap
-def _(size, batched, kernel, columns, values, offsets, rows):
-    if any(batched[1:4]):
-        return _mapped(_csr_forward, batched, (kernel, columns, values, offsets, rows)), True
-    models = max(kernel.shape[-3], rows.shape[-2])
-    kernel = _fold(kernel, batched[0], size, kernel.shape[-3], models)
-    rows = _fold(rows, batched[4], size, rows.shape[-2], models)
-    out = _csr_forward(kernel, columns, values, offsets, rows)
-    return out.reshape(size, models, *out.shape[1:]), True
+def _fold_models(fn):
+    """The vmap rule of a CSR call ``fn(x, columns, values, offsets, rows)`` whose ``x`` (the
+    kernels or the gradients) and ``rows`` have a models axis first: the new axis is folded into
+    it, so one call serves every model; a dataset that differs per model is mapped instead."""
+
+    def rule(size, batched, x, columns, values, offsets, rows):
+        if any(batched[1:4]):
+            return _mapped(fn, batched, (x, columns, values, offsets, rows)), True
+        models = max(x.shape[-3], rows.shape[-2])
+        x = _fold(x, batched[0], size, x.shape[-3], models)
+        rows = _fold(rows, batched[4], size, rows.shape[-2], models)
+        out = fn(x, columns, values, offsets, rows)
+        return out.reshape(size, models, *out.shape[1:]), True
+
+    return rule
+
+
+_csr_forward.def_vmap(_fold_models(_csr_forward))
 
 
 @functools.cache
@@ -209,16 +218,7 @@ def _csr_backward(vocab: int):
         out = jax.ShapeDtypeStruct((grad.shape[0], vocab, grad.shape[2]), jnp.float32)
         return jax.ffi.ffi_call(CSR_BACKWARD, out)(grad, columns, values, offsets, rows)
 
-    @backward.def_vmap
-    def _(size, batched, grad, columns, values, offsets, rows):
-        if any(batched[1:4]):
-            return _mapped(backward, batched, (grad, columns, values, offsets, rows)), True
-        models = max(grad.shape[-3], rows.shape[-2])
-        grad = _fold(grad, batched[0], size, grad.shape[-3], models)
-        rows = _fold(rows, batched[4], size, rows.shape[-2], models)
-        out = backward(grad, columns, values, offsets, rows)
-        return out.reshape(size, models, *out.shape[1:]), True
-
+    backward.def_vmap(_fold_models(backward))
     return backward
 
 

@@ -156,8 +156,7 @@ class Trainer:
 
     def nonzeros_needed(self, data: DeviceData, shuffle_key: jax.Array) -> jax.Array:
         """The most nonzeros in any batch of the epoch that ``shuffle_key`` shuffles."""
-        batches_SxB = batching.shuffled_batches(shuffle_key, self.num_train, self.batch_size)
-        return batching.most_nonzeros(data, batches_SxB)
+        return batching.most_nonzeros(data, self.epoch_batches(shuffle_key))
 
     def with_room_for(self, nonzeros: int) -> Trainer:
         """This trainer, with batches large enough for ``nonzeros`` (recompiles)."""

@@ -168,7 +168,14 @@ struct Csr {
   const int32_t* offsets;
   int64_t num_rows;
   int64_t vocab;
+
+  int64_t mean_row_length() const { return num_rows ? offsets[num_rows] / num_rows + 1 : 1; }
 };
+
+Csr csr(S32 columns, F32 values, S32 offsets, int64_t vocab) {
+  return Csr{columns.typed_data(), values.typed_data(), offsets.typed_data(),
+             static_cast<int64_t>(offsets.element_count()) - 1, vocab};
+}
 
 // d[c0:c1] += v * s[c0:c1]; W > 0 is the width known at compile time (c0 = 0, c1 = W).
 template <int W>
@@ -390,10 +397,8 @@ ffi::Error CsrForward(F32 kernel, S32 columns, F32 values, S32 offsets, S32 rows
     std::memset(o, 0, out->element_count() * sizeof(float));
     return ffi::Error::Success();
   }
-  const Csr data{columns.typed_data(), values.typed_data(), offsets.typed_data(),
-                 offsets.element_count() - 1, vocab};
-  const int64_t per_row = data.num_rows ? data.offsets[data.num_rows] / data.num_rows + 1 : 1;
-  const int threads = threads_for_models(models, width, batch * per_row * width);
+  const Csr data = csr(columns, values, offsets, vocab);
+  const int threads = threads_for_models(models, width, data.mean_row_length() * batch * width);
   const float* k = kernel.typed_data();
   const int32_t* r = rows.typed_data();
   if (models == 1 && threads > 1) {  // one wide model: feature columns over the threads
@@ -445,10 +450,8 @@ ffi::Error CsrBackward(F32 grad, S32 columns, F32 values, S32 offsets, S32 rows,
     std::memset(out, 0, dkernel->element_count() * sizeof(float));
     return ffi::Error::Success();
   }
-  const Csr data{columns.typed_data(), values.typed_data(), offsets.typed_data(),
-                 offsets.element_count() - 1, vocab};
-  const int64_t per_row = data.num_rows ? data.offsets[data.num_rows] / data.num_rows + 1 : 1;
-  const int threads = threads_for_models(models, width, batch * per_row * width);
+  const Csr data = csr(columns, values, offsets, vocab);
+  const int threads = threads_for_models(models, width, data.mean_row_length() * batch * width);
   const bool fits = vocab * width * sizeof(float) <= (int64_t{2} << 20);
   const float* g = grad.typed_data();
   const int32_t* r = rows.typed_data();
