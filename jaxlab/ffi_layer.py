@@ -34,7 +34,9 @@ from jaxlab.initializers import zeros_bias
 
 FORWARD, BACKWARD = "jaxlab_embag_forward", "jaxlab_embag_backward"
 CSR_FORWARD, CSR_BACKWARD = "jaxlab_csr_forward", "jaxlab_csr_backward"
+CSR_UPDATE = "jaxlab_csr_update"
 WHAT = "the ffi first layer"
+PRODUCT = "product"  # the perturbation at x @ kernel (flax's Module.perturb)
 # Many models reading the same rows: the forward pass walks the batch column by column once
 # their kernels together reach this size (csrc/embag.cc says what was measured).
 BY_COLUMN_BYTES = 32 << 20
@@ -155,11 +157,12 @@ def sparse_matmul(kernel: jax.Array, columns, row_ids, values, num_rows: int) ->
 # vmap a new models axis folds into N, so one call serves every model whatever the nesting.
 
 
-def _fold(x, batched: bool, size: int, count: int, models: int):
+def _fold(x, batched: bool, size: int, count: int, models: int, shareable: bool):
     """A (K, ...) operand, vmapped (``size``, K, ...) if ``batched``, as (K', ...) for
-    ``size * models`` models: kept if shared (K = 1, unbatched), else one per model."""
+    ``size * models`` models: kept if ``shareable`` and shared (K = 1, unbatched), else one per
+    model."""
     if not batched:
-        if count == 1:
+        if count == 1 and shareable:
             return x
         x = jnp.broadcast_to(x, (size, *x.shape))
     if count != models:  # shared within each batch entry, yet needed per model
@@ -189,19 +192,29 @@ def _csr_forward(kernel, columns, values, offsets, rows):
     )
 
 
-def _fold_models(fn):
-    """The vmap rule of a CSR call ``fn(x, columns, values, offsets, rows)`` whose ``x`` (the
-    kernels or the gradients) and ``rows`` have a models axis first: the new axis is folded into
-    it, so one call serves every model; a dataset that differs per model is mapped instead."""
+def _fold_models(fn, leading: int = 1, shareable: tuple[int, ...] = (0,)):
+    """The vmap rule of a CSR call ``fn(*per_model, columns, values, offsets, rows)`` whose
+    ``leading`` first operands (kernels, gradients, optimizer slots) and ``rows`` have a models
+    axis first: the new axis is folded into it, so one call serves every model; a dataset that
+    differs per model is mapped instead. Operands numbered in ``shareable`` (and ``rows``) stay
+    single when shared by every model."""
+    data = range(leading, leading + 3)
+    rows = leading + 3
 
-    def rule(size, batched, x, columns, values, offsets, rows):
-        if any(batched[1:4]):
-            return _mapped(fn, batched, (x, columns, values, offsets, rows)), True
-        models = max(x.shape[-3], rows.shape[-2])
-        x = _fold(x, batched[0], size, x.shape[-3], models)
-        rows = _fold(rows, batched[4], size, rows.shape[-2], models)
-        out = fn(x, columns, values, offsets, rows)
-        return out.reshape(size, models, *out.shape[1:]), True
+    def rule(size, batched, *args):
+        if any(batched[i] for i in data):
+            out = _mapped(fn, batched, args)
+            return out, jax.tree.map(lambda _: True, out)
+        per_model = [*range(leading), rows]
+        counts = {i: args[i].shape[1 if batched[i] else 0] for i in per_model}
+        models = max(counts.values())
+        args = list(args)
+        for i in per_model:
+            share = i in shareable or i == rows
+            args[i] = _fold(args[i], batched[i], size, counts[i], models, share)
+        out = fn(*args)
+        out = jax.tree.map(lambda o: o.reshape(size, models, *o.shape[1:]), out)
+        return out, jax.tree.map(lambda _: True, out)
 
     return rule
 
@@ -218,7 +231,7 @@ def _csr_backward(vocab: int):
         out = jax.ShapeDtypeStruct((grad.shape[0], vocab, grad.shape[2]), jnp.float32)
         return jax.ffi.ffi_call(CSR_BACKWARD, out)(grad, columns, values, offsets, rows)
 
-    backward.def_vmap(_fold_models(backward))
+    backward.def_vmap(_fold_models(backward, shareable=()))
     return backward
 
 
@@ -256,6 +269,45 @@ def csr_matmul(kernel: jax.Array, x) -> jax.Array:
     )
 
 
+@functools.cache
+def _csr_update(rule: int):
+    """The C++ optimizer ``rule``'s step of the kernels (N, V, H) and their slots (N, V, H),
+    from the gradients at the layer's output (N, B, H) and hyperparameters (N, 4)."""
+
+    @custom_vmap
+    def update(kernel, slot, grad, hyper, columns, values, offsets, rows):
+        if not (kernel.shape == slot.shape and kernel.shape[0] == grad.shape[0] == hyper.shape[0]):
+            raise ValueError(
+                f"csr update: kernel {kernel.shape}, slot {slot.shape}, gradient {grad.shape} "
+                f"and hyperparameters {hyper.shape} need the same models axis"
+            )
+        shapes = (jax.ShapeDtypeStruct(kernel.shape, jnp.float32),) * 2
+        call = jax.ffi.ffi_call(CSR_UPDATE, shapes, input_output_aliases={0: 0, 1: 1})
+        return tuple(call(kernel, slot, grad, hyper, columns, values, offsets, rows, rule=rule))
+
+    update.def_vmap(_fold_models(update, leading=4, shareable=()))
+    return update
+
+
+def csr_update(rule: int, kernel, slot, grad, hyper, x) -> tuple[jax.Array, jax.Array]:
+    """One model's first-layer kernel (V, H) and optimizer slot (V, H) after one step of the
+    compiled optimizer ``rule`` (see :mod:`jaxlab.fused`), from ``grad`` (B, H), the loss's
+    gradient at the layer's output ``x @ kernel`` for the :class:`~jaxlab.models.CsrRows` batch
+    ``x``, and ``hyper`` (learning rate, decay, epsilon, L2 strength). Vmaps over models."""
+    require()
+    kernel, slot = _csr_update(int(rule))(
+        kernel[None],
+        slot[None],
+        grad[None],
+        jnp.asarray(hyper, jnp.float32)[None],
+        jnp.asarray(x.columns, jnp.int32),
+        jnp.asarray(x.values, jnp.float32),
+        jnp.asarray(x.offsets, jnp.int32),
+        jnp.asarray(x.rows, jnp.int32)[None],
+    )
+    return kernel[0], slot[0]
+
+
 class FfiDense(nn.Module):
     """``Dense`` for :class:`~jaxlab.models.SparseRows` or :class:`~jaxlab.models.CsrRows`
     through the kernel; same parameters as :class:`~jaxlab.models.SparseDense` (``kernel``
@@ -269,7 +321,9 @@ class FfiDense(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (x.dim, self.features))
         bias = self.param("bias", zeros_bias, (self.features,))
         if hasattr(x, "offsets"):  # CsrRows: read in place
-            out = csr_matmul(kernel, x)
+            # The loss's gradient at x @ kernel is the "perturbations" collection's, when one
+            # is passed (jaxlab.fused updates the kernel from it).
+            out = self.perturb(PRODUCT, csr_matmul(kernel, x))
         else:
             out = sparse_matmul(kernel, x.columns, x.row_ids, x.values, x.num_rows)
         if x.shift is not None:  # standardized inputs: every row minus shift

@@ -24,13 +24,14 @@ from jaxlab.errors import ConfigError
 from jaxlab.imdb import default_cache_dir
 
 SOURCES = tuple(sorted((Path(__file__).resolve().parent / "csrc").glob("*.cc")))
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 # FFI target name -> the handler's symbol in the library.
 TARGETS = {
     "jaxlab_embag_forward": "JaxlabEmbagForward",
     "jaxlab_embag_backward": "JaxlabEmbagBackward",
     "jaxlab_csr_forward": "JaxlabCsrForward",
     "jaxlab_csr_backward": "JaxlabCsrBackward",
+    "jaxlab_csr_update": "JaxlabCsrUpdate",
     "jaxlab_stable_argsort": "JaxlabStableArgsort",
 }
 

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -317,6 +318,39 @@ ByColumn by_column(const Csr& data, const int32_t* rows, int64_t batch) {
   return order;
 }
 
+// out = sum of order.value[i] * table[order.row[i]] over column v's entries, for a width W
+// known at compile time: A accumulators in registers, so that a frequent word's long list of
+// multiply-adds runs as A independent chains.
+template <int W, int A = 4>
+inline void sum_column(const ByColumn& order, int64_t v, const float* table, float* out) {
+  const int32_t first = order.starts[v], last = order.starts[v + 1];
+  if (last - first < 2 * A) {  // most columns: a word in few of the batch's reviews, or none
+    for (int f = 0; f < W; ++f) out[f] = 0.0f;
+    for (int32_t i = first; i < last; ++i) {
+      axpy<W>(out, table + static_cast<int64_t>(order.row[i]) * W, order.value[i], 0, W);
+    }
+    return;
+  }
+  float acc[A][W];
+  for (int a = 0; a < A; ++a) {
+    for (int f = 0; f < W; ++f) acc[a][f] = 0.0f;
+  }
+  int32_t i = first;
+  for (; i + A <= last; i += A) {
+    for (int a = 0; a < A; ++a) {
+      axpy<W>(acc[a], table + static_cast<int64_t>(order.row[i + a]) * W, order.value[i + a], 0, W);
+    }
+  }
+  for (int a = 0; i < last; ++i, ++a) {
+    axpy<W>(acc[a], table + static_cast<int64_t>(order.row[i]) * W, order.value[i], 0, W);
+  }
+  for (int f = 0; f < W; ++f) {
+    float total = 0.0f;
+    for (int a = 0; a < A; ++a) total += acc[a][f];
+    out[f] = total;
+  }
+}
+
 // One model's out (B x width, zeroed here) from its kernel k, column by column.
 template <int W>
 void forward_model_by_column(const ByColumn& order, const float* k, int64_t vocab, int64_t width,
@@ -487,6 +521,145 @@ ffi::Error CsrBackward(F32 grad, S32 columns, F32 values, S32 offsets, S32 rows,
   return ffi::Error::Success();
 }
 
+
+// The first layer's optimizer step fused into its backward pass. Instead of writing dkernel
+// (M x V x H) for XLA to read back twice in the optimizer's update, each kernel row's gradient
+// is summed (in registers, column by column, or in a cached per-model buffer) and the update
+// applied to the kernel row and its optimizer slot at once, both in place: one pass over the
+// kernels and slots per step instead of three. jaxlab/fused.py names the rules; with g the row's
+// gradient plus 2 l2 k (the L2 penalty's):
+//   kRmsprop:        s = (1 - rho) g^2 + rho s;  k += -lr (g / sqrt(s + eps))     (Keras 3)
+//   kRmspropOutside: s likewise;                 k += -lr (g / (sqrt(s) + eps))   (Keras 2)
+enum Rule : int64_t { kRmsprop = 0, kRmspropOutside = 1 };
+
+// One model's hyperparameters, in the order jaxlab/fused.py passes them.
+struct Hyper {
+  float learning_rate, rho, epsilon, l2;
+};
+
+template <int64_t R, bool Penalized>
+inline void step_row(float* __restrict__ k, float* __restrict__ s, const float* __restrict__ g,
+                     int64_t width, const Hyper& h) {
+  const float keep = h.rho, mix = 1.0f - h.rho, step = -h.learning_rate, decay = 2.0f * h.l2;
+#pragma omp simd
+  for (int64_t f = 0; f < width; ++f) {
+    const float grad = Penalized ? g[f] + decay * k[f] : g[f];
+    const float slot = mix * (grad * grad) + keep * s[f];
+    const float scale = R == kRmsprop ? 1.0f / std::sqrt(slot + h.epsilon)
+                                      : 1.0f / (std::sqrt(slot) + h.epsilon);
+    s[f] = slot;
+    k[f] += step * (scale * grad);
+  }
+}
+
+template <int64_t R>
+inline void step_row(float* k, float* s, const float* g, int64_t width, const Hyper& h) {
+  if (h.l2 != 0.0f) {
+    step_row<R, true>(k, s, g, width, h);
+  } else {
+    step_row<R, false>(k, s, g, width, h);
+  }
+}
+
+// One model's step, rows walked in a shared column order: each row's gradient summed in
+// registers (W > 0: width W), then applied.
+template <int64_t R, int W>
+void update_model_by_column(const ByColumn& order, const float* grad, int64_t vocab,
+                            int64_t width, const Hyper& h, float* k, float* s) {
+  std::vector<float> wide(W > 0 ? 0 : width);
+  float sum[W > 0 ? W : 1];
+  for (int64_t v = 0; v < vocab; ++v) {
+    const float* row = sum;
+    if constexpr (W > 0) {
+      sum_column<W>(order, v, grad, sum);
+    } else {
+      std::fill(wide.begin(), wide.end(), 0.0f);
+      for (int32_t i = order.starts[v]; i < order.starts[v + 1]; ++i) {
+        axpy<0>(wide.data(), grad + static_cast<int64_t>(order.row[i]) * width, order.value[i],
+                0, width);
+      }
+      row = wide.data();
+    }
+    step_row<R>(k + v * width, s + v * width, row, width, h);
+  }
+}
+
+// One model's step from its own rows: the gradient summed in place into a buffer the size of
+// the kernel (which stays in cache), then applied row by row.
+template <int64_t R, int W>
+void update_model_direct(const Csr& data, const float* grad, int64_t width, const int32_t* rows,
+                         int64_t batch, const Hyper& h, float* k, float* s) {
+  std::vector<float> dkernel(data.vocab * width);
+  backward_model_direct<W>(data, grad, width, rows, batch, dkernel.data());
+  for (int64_t v = 0; v < data.vocab; ++v) {
+    step_row<R>(k + v * width, s + v * width, dkernel.data() + v * width, width, h);
+  }
+}
+
+template <int64_t R, int W>
+void update_models(const Csr& data, const float* g, const int32_t* r, int64_t models,
+                   int64_t groups, int64_t batch, int64_t width, const float* hyper, int threads,
+                   float* k, float* s) {
+  const int64_t vocab = data.vocab;
+  const bool shared_order = groups == 1 && models >= kByColumnModels;
+  const ByColumn order = shared_order ? by_column(data, r, batch) : ByColumn{};
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t m = 0; m < models; ++m) {
+    const float* p = hyper + 4 * m;
+    const Hyper h{p[0], p[1], p[2], p[3]};
+    const float* gm = g + m * batch * width;
+    float* km = k + m * vocab * width;
+    float* sm = s + m * vocab * width;
+    if (shared_order) {
+      update_model_by_column<R, W>(order, gm, vocab, width, h, km, sm);
+    } else {
+      const int32_t* rm = r + (groups == 1 ? 0 : m) * batch;
+      update_model_direct<R, W>(data, gm, width, rm, batch, h, km, sm);
+    }
+  }
+}
+
+template <int64_t R>
+void update_width(const Csr& data, const float* g, const int32_t* r, int64_t models,
+                  int64_t groups, int64_t batch, int64_t width, const float* hyper, int threads,
+                  float* k, float* s) {
+  switch (width) {
+    case 16: return update_models<R, 16>(data, g, r, models, groups, batch, width, hyper, threads, k, s);
+    case 32: return update_models<R, 32>(data, g, r, models, groups, batch, width, hyper, threads, k, s);
+    default: return update_models<R, 0>(data, g, r, models, groups, batch, width, hyper, threads, k, s);
+  }
+}
+
+// kernel, slot (N, V, H) -> updated in place (aliased to the results); grad (N, B, H) is the
+// gradient at the layer's output, hyper (N, 4) and rows (G, B).
+ffi::Error CsrUpdate(F32 kernel, F32 slot, F32 grad, F32 hyper, S32 columns, F32 values,
+                     S32 offsets, S32 rows, int64_t rule, ffi::ResultBuffer<ffi::F32> kernel_out,
+                     ffi::ResultBuffer<ffi::F32> slot_out) {
+  const auto dims = kernel.dimensions();
+  const int64_t models = dims[0], vocab = dims[1], width = dims[2];
+  const int64_t groups = rows.dimensions()[0], batch = rows.dimensions()[1];
+  float* k = kernel_out->typed_data();
+  float* s = slot_out->typed_data();
+  const size_t bytes = kernel.element_count() * sizeof(float);
+  if (k != kernel.typed_data()) std::memcpy(k, kernel.typed_data(), bytes);
+  if (s != slot.typed_data()) std::memcpy(s, slot.typed_data(), bytes);
+  if (rule != kRmsprop && rule != kRmspropOutside) {
+    return ffi::Error::InvalidArgument("jaxlab_csr_update: unknown rule");
+  }
+  if (models == 0 || vocab == 0 || width == 0) return ffi::Error::Success();
+  const Csr data = csr(columns, values, offsets, vocab);
+  const int threads = threads_for_models(models, width, data.mean_row_length() * batch * width);
+  const float* g = grad.typed_data();
+  const int32_t* r = rows.typed_data();
+  const float* p = hyper.typed_data();
+  if (rule == kRmsprop) {
+    update_width<kRmsprop>(data, g, r, models, groups, batch, width, p, threads, k, s);
+  } else {
+    update_width<kRmspropOutside>(data, g, r, models, groups, batch, width, p, threads, k, s);
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxlabEmbagForward, Forward,
@@ -507,3 +680,16 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     JaxlabCsrBackward, CsrBackward,
     ffi::Ffi::Bind().Arg<F32>().Arg<S32>().Arg<F32>().Arg<S32>().Arg<S32>().Ret<F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxlabCsrUpdate, CsrUpdate,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Arg<S32>()
+                                  .Arg<F32>()
+                                  .Arg<S32>()
+                                  .Arg<S32>()
+                                  .Attr<int64_t>("rule")
+                                  .Ret<F32>()
+                                  .Ret<F32>());
