@@ -589,7 +589,8 @@ void update_model_by_column(const ByColumn& order, const float* grad, int64_t vo
 template <int64_t R, int W>
 void update_model_direct(const Csr& data, const float* grad, int64_t width, const int32_t* rows,
                          int64_t batch, const Hyper& h, float* k, float* s) {
-  std::vector<float> dkernel(data.vocab * width);
+  thread_local std::vector<float> dkernel;  // kept between calls: no fresh pages each step
+  dkernel.resize(data.vocab * width);
   backward_model_direct<W>(data, grad, width, rows, batch, dkernel.data());
   for (int64_t v = 0; v < data.vocab; ++v) {
     step_row<R>(k + v * width, s + v * width, dkernel.data() + v * width, width, h);
