@@ -287,28 +287,33 @@ struct ByColumn {
   std::vector<float> value;
 };
 
-ByColumn by_column(const Csr& data, const int32_t* rows, int64_t batch) {
+// The order is built in storage kept by the calling thread between calls: fresh pages for
+// these arrays on every call cost about as much as filling them.
+const ByColumn& by_column(const Csr& data, const int32_t* rows, int64_t batch) {
+  thread_local ByColumn order;
+  thread_local std::vector<int32_t> next;
   const int64_t vocab = data.vocab;
-  ByColumn order;
+  const uint64_t limit = static_cast<uint64_t>(vocab);
   order.starts.assign(vocab + 1, 0);
   for (int64_t b = 0; b < batch; ++b) {
+    prefetch_row(data, rows, b + 1, batch);
     int64_t first, last;
     row_span(data.offsets, data.num_rows, rows[b], first, last);
     for (int64_t n = first; n < last; ++n) {
       const uint32_t c = static_cast<uint32_t>(data.columns[n]);
-      if (c < static_cast<uint64_t>(vocab)) ++order.starts[c + 1];
+      if (c < limit) ++order.starts[c + 1];
     }
   }
   for (int64_t v = 0; v < vocab; ++v) order.starts[v + 1] += order.starts[v];
   order.row.resize(order.starts[vocab]);
   order.value.resize(order.starts[vocab]);
-  std::vector<int32_t> next(order.starts.begin(), order.starts.end() - 1);
+  next.assign(order.starts.begin(), order.starts.end() - 1);
   for (int64_t b = 0; b < batch; ++b) {
     int64_t first, last;
     row_span(data.offsets, data.num_rows, rows[b], first, last);
     for (int64_t n = first; n < last; ++n) {
       const uint32_t c = static_cast<uint32_t>(data.columns[n]);
-      if (c < static_cast<uint64_t>(vocab)) {
+      if (c < limit) {
         const int32_t at = next[c]++;
         order.row[at] = static_cast<int32_t>(b);
         order.value[at] = data.values[n];
@@ -394,7 +399,7 @@ void backward_model_by_column(const ByColumn& order, const float* grad, int64_t 
 // over `threads` threads.
 void backward_model_sorted(const Csr& data, const float* grad, int64_t width, const int32_t* rows,
                            int64_t batch, float* out, int threads) {
-  const ByColumn order = by_column(data, rows, batch);
+  const ByColumn& order = by_column(data, rows, batch);
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), n = omp_get_num_threads();
@@ -446,7 +451,7 @@ ffi::Error CsrForward(F32 kernel, S32 columns, F32 values, S32 offsets, S32 rows
   }
   const int64_t kernel_bytes = models * vocab * width * static_cast<int64_t>(sizeof(float));
   if (groups == 1 && models > 1 && kernel_bytes >= by_column_bytes) {
-    const ByColumn order = by_column(data, r, batch);
+    const ByColumn& order = by_column(data, r, batch);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t m = 0; m < models; ++m) {
       const float* km = k + (kernels == 1 ? 0 : m) * vocab * width;
@@ -490,7 +495,7 @@ ffi::Error CsrBackward(F32 grad, S32 columns, F32 values, S32 offsets, S32 rows,
   const float* g = grad.typed_data();
   const int32_t* r = rows.typed_data();
   if (groups == 1 && models >= kByColumnModels) {
-    const ByColumn order = by_column(data, r, batch);
+    const ByColumn& order = by_column(data, r, batch);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t m = 0; m < models; ++m) {
       const float* gm = g + m * batch * width;
@@ -603,7 +608,8 @@ void update_models(const Csr& data, const float* g, const int32_t* r, int64_t mo
                    float* k, float* s) {
   const int64_t vocab = data.vocab;
   const bool shared_order = groups == 1 && models >= kByColumnModels;
-  const ByColumn order = shared_order ? by_column(data, r, batch) : ByColumn{};
+  static const ByColumn none;
+  const ByColumn& order = shared_order ? by_column(data, r, batch) : none;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t m = 0; m < models; ++m) {
     const float* p = hyper + 4 * m;
