@@ -25,9 +25,9 @@ from jaxlab.initializers import INITIALIZERS, zeros_bias
 
 INPUT_LAYERS = ("auto", "sparse", "dense", "ffi")
 # Measured by experiments/benchmark.py on a 2-core CPU (docs/benchmark, ms per model-epoch of the
-# lesson's model): the compiled "ffi" first layer beats the others at every model count, 98 vs
-# 409 (sparse) and 1420 (dense) at 1 model, 85 vs 404 and 364 at 8, 55 vs 543 and 326 at 64, 58
-# vs 336 (dense) at 256. Without a C++ compiler, an earlier run found "sparse" faster up to 8
+# lesson's model): the compiled "ffi" first layer beats the others at every model count, 76 vs
+# 475 (sparse) and 1509 (dense) at 1 model, 61 vs 460 and 420 at 8, 45 vs 596 and 315 at 64, 39
+# vs 317 (dense) at 256. Without a C++ compiler, an earlier run found "sparse" faster up to 8
 # models at once (246 vs 557 ms at 1, 229 vs 298 ms at 8), a tie at 32, and "dense" ahead from
 # 64 (173 vs 253 ms). On accelerators "auto" picks dense, where matrix products are what the
 # hardware is built for (not yet measured here).
