@@ -664,7 +664,7 @@ def plot(cases: list[dict], path: Path, title: str) -> None:
 
     from jaxlab import plotting  # noqa: F401  (selects the Agg backend)
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(7.5, 6))
     all_models = sorted({c["models"] for c in cases if "formulation" in c})
     for formulation, marker in zip(INPUT_LAYERS, ("o", "s", "^"), strict=False):
         mine = [c for c in cases if c.get("formulation") == formulation]
@@ -693,7 +693,8 @@ def plot(cases: list[dict], path: Path, title: str) -> None:
     ax.set_ylabel("ms per model-epoch (train + validate)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    # Below the axes: the lines span the plot's whole height.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
