@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -78,17 +79,35 @@ def test_never_active_counts_units_without_a_positive_input():
     assert never_active(params, [x], "relu") == 0.0
 
 
+@pytest.fixture(scope="module")
+def quick_runs(request, imdb, imdb_dir, imdb_cache, tmp_path_factory):
+    """The selected scripts' quick runs, two at a time in the background from the first test
+    that asks (a run spends most of its time compiling, on one core); ``imdb`` has filled the
+    shared cache first. Script name -> (output folder, future of the finished process)."""
+    test = "test_lesson_script_quick_mode_writes_claims"
+    chosen = {
+        item.callspec.params["script"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == test
+    }
+    pool = ThreadPoolExecutor(max_workers=2)
+    runs = {}
+    for script in (s for s in SCRIPTS if s in chosen):
+        out = tmp_path_factory.mktemp(script.removesuffix(".py"))
+        args = ("--quick", "--quiet", "--data-dir", str(imdb_dir), "--out", str(out))
+        env = {"JAXLAB_CACHE_DIR": str(imdb_cache)}
+        runs[script] = out, pool.submit(run_script, script, *SCRIPTS[script], *args, env_extra=env)
+    yield runs
+    pool.shutdown(cancel_futures=True)
+
+
 @pytest.mark.imdb
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_lesson_script_quick_mode_writes_claims(script, imdb_dir, imdb_cache, tmp_path):
-    result = run_script(
-        script,
-        *SCRIPTS[script],
-        *("--quick", "--quiet", "--data-dir", str(imdb_dir), "--out", str(tmp_path)),
-        env_extra={"JAXLAB_CACHE_DIR": str(imdb_cache)},
-    )
+def test_lesson_script_quick_mode_writes_claims(script, quick_runs):
+    out, future = quick_runs[script]
+    result = future.result()
     assert result.returncode == 0, result.stderr
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = out.iterdir()
     claims = json.loads((run_dir / "claims.json").read_text())
     assert claims and all(isinstance(c["holds"], bool) and c["evidence"] for c in claims)
     assert "quick mode" in (run_dir / "claims.md").read_text()
