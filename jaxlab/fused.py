@@ -82,8 +82,7 @@ def step(
     updates, new_state = optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     values = new_state.hyperparams
-    hyper = jnp.stack([jnp.asarray(values[name], jnp.float32) for name in rule.hyperparameters])
-    hyper = jnp.append(hyper, jnp.asarray(l2, jnp.float32))
+    hyper = jnp.stack([*(values[name] for name in rule.hyperparameters), l2]).astype(jnp.float32)
     slot = optax.tree.get(opt_state, rule.slot)[FIRST]["kernel"]
     gradient = at_product[FIRST][ffi_layer.PRODUCT]
     new_kernel, new_slot = ffi_layer.csr_update(rule.code, kernel, slot, gradient, hyper, x)

@@ -323,22 +323,25 @@ const ByColumn& by_column(const Csr& data, const int32_t* rows, int64_t batch) {
   return order;
 }
 
-// out = sum of order.value[i] * table[order.row[i]] over column v's entries, for a width W
-// known at compile time: A accumulators in registers, so that a frequent word's long list of
-// multiply-adds runs as A independent chains.
+// out = sum of order.value[i] * table[order.row[i]] over column v's entries (rows of `width`
+// floats). For a width W known at compile time, A accumulators in registers, so that a frequent
+// word's long list of multiply-adds runs as A independent chains.
 template <int W, int A = 4>
-inline void sum_column(const ByColumn& order, int64_t v, const float* table, float* out) {
+inline void sum_column(const ByColumn& order, int64_t v, const float* table, int64_t width,
+                       float* out) {
   const int32_t first = order.starts[v], last = order.starts[v + 1];
-  if (last - first < 2 * A) {  // most columns: a word in few of the batch's reviews, or none
-    for (int f = 0; f < W; ++f) out[f] = 0.0f;
+  if (W == 0 || last - first < 2 * A) {  // most columns: a word in few of the batch's reviews
+    const int64_t n = W > 0 ? W : width;
+    for (int64_t f = 0; f < n; ++f) out[f] = 0.0f;
     for (int32_t i = first; i < last; ++i) {
-      axpy<W>(out, table + static_cast<int64_t>(order.row[i]) * W, order.value[i], 0, W);
+      axpy<W>(out, table + static_cast<int64_t>(order.row[i]) * n, order.value[i], 0, n);
     }
     return;
   }
-  float acc[A][W];
+  constexpr int w = W > 0 ? W : 1;
+  float acc[A][w];
   for (int a = 0; a < A; ++a) {
-    for (int f = 0; f < W; ++f) acc[a][f] = 0.0f;
+    for (int f = 0; f < w; ++f) acc[a][f] = 0.0f;
   }
   int32_t i = first;
   for (; i + A <= last; i += A) {
@@ -349,7 +352,7 @@ inline void sum_column(const ByColumn& order, int64_t v, const float* table, flo
   for (int a = 0; i < last; ++i, ++a) {
     axpy<W>(acc[a], table + static_cast<int64_t>(order.row[i]) * W, order.value[i], 0, W);
   }
-  for (int f = 0; f < W; ++f) {
+  for (int f = 0; f < w; ++f) {
     float total = 0.0f;
     for (int a = 0; a < A; ++a) total += acc[a][f];
     out[f] = total;
@@ -377,22 +380,7 @@ void forward_model_by_column(const ByColumn& order, const float* k, int64_t voca
 template <int W>
 void backward_model_by_column(const ByColumn& order, const float* grad, int64_t width,
                               int64_t v0, int64_t v1, float* out) {
-  for (int64_t v = v0; v < v1; ++v) {
-    float* __restrict__ d = out + v * width;
-    if constexpr (W > 0) {
-      float sum[W];
-      for (int f = 0; f < W; ++f) sum[f] = 0.0f;
-      for (int32_t i = order.starts[v]; i < order.starts[v + 1]; ++i) {
-        axpy<W>(sum, grad + static_cast<int64_t>(order.row[i]) * W, order.value[i], 0, W);
-      }
-      for (int f = 0; f < W; ++f) d[f] = sum[f];
-    } else {
-      for (int64_t f = 0; f < width; ++f) d[f] = 0.0f;
-      for (int32_t i = order.starts[v]; i < order.starts[v + 1]; ++i) {
-        axpy<0>(d, grad + static_cast<int64_t>(order.row[i]) * width, order.value[i], 0, width);
-      }
-    }
-  }
+  for (int64_t v = v0; v < v1; ++v) sum_column<W>(order, v, grad, width, out + v * width);
 }
 
 // One model's dkernel for a kernel larger than cache: column by column, the vocabulary split
@@ -571,20 +559,11 @@ inline void step_row(float* k, float* s, const float* g, int64_t width, const Hy
 template <int64_t R, int W>
 void update_model_by_column(const ByColumn& order, const float* grad, int64_t vocab,
                             int64_t width, const Hyper& h, float* k, float* s) {
+  float held[W > 0 ? W : 1];
   std::vector<float> wide(W > 0 ? 0 : width);
-  float sum[W > 0 ? W : 1];
+  float* row = W > 0 ? held : wide.data();
   for (int64_t v = 0; v < vocab; ++v) {
-    const float* row = sum;
-    if constexpr (W > 0) {
-      sum_column<W>(order, v, grad, sum);
-    } else {
-      std::fill(wide.begin(), wide.end(), 0.0f);
-      for (int32_t i = order.starts[v]; i < order.starts[v + 1]; ++i) {
-        axpy<0>(wide.data(), grad + static_cast<int64_t>(order.row[i]) * width, order.value[i],
-                0, width);
-      }
-      row = wide.data();
-    }
+    sum_column<W>(order, v, grad, width, row);
     step_row<R>(k + v * width, s + v * width, row, width, h);
   }
 }
@@ -647,12 +626,12 @@ ffi::Error CsrUpdate(F32 kernel, F32 slot, F32 grad, F32 hyper, S32 columns, F32
   const int64_t groups = rows.dimensions()[0], batch = rows.dimensions()[1];
   float* k = kernel_out->typed_data();
   float* s = slot_out->typed_data();
-  const size_t bytes = kernel.element_count() * sizeof(float);
-  if (k != kernel.typed_data()) std::memcpy(k, kernel.typed_data(), bytes);
-  if (s != slot.typed_data()) std::memcpy(s, slot.typed_data(), bytes);
   if (rule != kRmsprop && rule != kRmspropOutside) {
     return ffi::Error::InvalidArgument("jaxlab_csr_update: unknown rule");
   }
+  const size_t bytes = kernel.element_count() * sizeof(float);
+  if (k != kernel.typed_data()) std::memcpy(k, kernel.typed_data(), bytes);
+  if (s != slot.typed_data()) std::memcpy(s, slot.typed_data(), bytes);
   if (models == 0 || vocab == 0 || width == 0) return ffi::Error::Success();
   const Csr data = csr(columns, values, offsets, vocab);
   const int threads = threads_for_models(models, width, data.mean_row_length() * batch * width);
