@@ -66,6 +66,8 @@ class TrainConfig:
             raise ConfigError(f"l2 must be >= 0, got {self.l2}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.fused_update, bool):
+            raise ConfigError(f"fused_update must be True or False, got {self.fused_update!r}")
         self.make_optimizer()  # unknown names and hyperparameters fail here, not mid-run
 
     def make_optimizer(self) -> optax.GradientTransformation:

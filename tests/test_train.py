@@ -125,6 +125,7 @@ def test_reported_val_loss_includes_the_l2_penalty(tiny):
         ({"optimizer_args": {"momentum_typo": 0.9}}, "has no hyperparameter momentum_typo"),
         ({"dropout": 1.0}, "dropout"),
         ({"l2": -1.0}, "l2"),
+        ({"fused_update": "no"}, "fused_update must be True or False, got 'no'"),
     ],
 )
 def test_bad_training_config_is_a_clear_error(kwargs, match):
