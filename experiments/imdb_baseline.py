@@ -19,8 +19,9 @@ import numpy as np
 
 import jaxlab
 from jaxlab import cli, plotting, results
-from jaxlab.models import INPUT_LAYERS, ModelConfig, init_params, summary
-from jaxlab.train import TrainConfig, fit, run_keys
+from jaxlab.layers import INPUT_LAYERS
+from jaxlab.models import summary
+from jaxlab.train import TrainConfig, fit
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -89,19 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> None:
     config = TrainConfig(
-        model=ModelConfig(
-            hidden=args.hidden,
-            activation=args.activation,
-            kernel_init=args.kernel_init,
-            input_layer=args.input_layer,
-            num_words=args.num_words,
-        ),
+        model="mlp",
+        model_args={
+            "hidden": args.hidden,
+            "activation": args.activation,
+            "kernel_init": args.kernel_init,
+            "dropout": args.dropout,
+        },
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,
         epochs=args.epochs,
         batch_size=args.batch_size,
         l2=args.l2,
-        dropout=args.dropout,
+        input_layer=args.input_layer,
     )
     (train_data, train_labels), (test_data, test_labels) = jaxlab.load_imdb(
         num_words=args.num_words, data_dir=args.data_dir
@@ -119,14 +120,13 @@ def main(args: argparse.Namespace) -> None:
     print("decoded review 0:", jaxlab.decode_review(train_data[0], index_word)[:300], "...")
     x_train = jaxlab.sparse_multi_hot(train_data, args.num_words)
     x_test = jaxlab.sparse_multi_hot(test_data, args.num_words)
-    print(summary(init_params(config.model, run_keys(args.seed[0])["init"])))
 
     run_dir = results.new_run_dir(args.out, "imdb_baseline")
     start = time.perf_counter()
     rows = {}
     for seed in args.seed:
 
-        def save(epoch: int, history: dict, seed=seed) -> None:
+        def save(epoch: int, history: dict, state=None, seed=seed) -> None:
             results.write_json(run_dir / f"history-seed{seed}.json", history)
             results.write_run_info(
                 run_dir,
@@ -138,7 +138,7 @@ def main(args: argparse.Namespace) -> None:
                 peak_rss_mib=peak_rss_mib(),
             )
 
-        history = fit(
+        history, state = fit(
             config,
             (x_train, train_labels.astype(np.float32)),
             (x_test, test_labels.astype(np.float32)),
@@ -146,6 +146,8 @@ def main(args: argparse.Namespace) -> None:
             verbose=not args.quiet,
             on_epoch_end=save,
         )
+        if seed == args.seed[0]:
+            print(summary(state.params))
         plotting.plot_history(history, run_dir / f"curves-seed{seed}.png")
         rows[seed] = lesson_numbers(history)
         save(config.epochs - 1, history)

@@ -16,14 +16,18 @@ _EXPORTS = {
         "index_to_word",
         "load_imdb",
         "load_imdb_multi_hot",
+        "load_imdb_tokens",
     ],
     "jaxlab.initializers": ["INITIALIZERS", "register_initializer"],
-    "jaxlab.models": ["MLP", "ModelConfig", "init_params", "summary"],
+    "jaxlab.layers": ["BagDense"],
+    "jaxlab.losses": ["LOSSES", "register_loss"],
+    "jaxlab.models": ["MLP", "MODELS", "Choice", "pick", "register_model", "summary"],
     "jaxlab.optim": ["OPTIMIZERS", "make_optimizer", "optimizer_defaults", "register_optimizer"],
+    "jaxlab.step": ["TrainState", "make_eval_step", "make_train_step"],
     "jaxlab.sweep": ["run_sweep"],
     "jaxlab.sweep_results": ["SweepResult", "summary_table"],
     "jaxlab.text": ["Sequences"],
-    "jaxlab.train": ["TrainConfig", "fit", "run_keys"],
+    "jaxlab.train": ["FitResult", "TrainConfig", "fit", "run_keys"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -1,9 +1,12 @@
-"""The dataset held on the device once, and batches gathered from it inside compiled code.
+"""The dataset held on the device once, and batches taken from it inside compiled code.
 
-A dataset is stored row-compressed (CSR): ``columns[offsets[i]:offsets[i+1]]`` are row ``i``'s
-nonzero columns and ``values`` their values. A batch is a list of row numbers (``-1`` pads a
-short last batch); :func:`gather_batch` turns it into :class:`SparseRows` of a static size, so a
-whole epoch runs in one ``lax.scan`` and every model of a sweep can share the same arrays.
+Bag inputs (sparse word counts) are stored row-compressed (CSR): ``columns[offsets[i]:
+offsets[i+1]]`` are row ``i``'s nonzero columns and ``values`` their values (:class:`DeviceData`).
+Token and dense inputs are one ``[N, ...]`` array (:class:`ArrayData`). A batch is a list of row
+numbers (``-1`` pads a short last batch); :func:`make_batch` turns it into the dict
+``{"inputs", "labels", "weights"}`` the steps read, so a whole epoch runs in one ``lax.scan``
+and every model of a sweep can share the same arrays. A gathered sparse batch has a static size;
+:func:`gather_batch` refuses rows that do not fit (the training loop makes room first).
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxlab import shuffle
 from jaxlab.encoding import SparseFeatures, SparseMultiHot, as_features
 from jaxlab.errors import ConfigError
-from jaxlab.models import CsrRows, SparseRows
+from jaxlab.layers import CsrRows, SparseRows
+from jaxlab.native import shuffle
 
 
 @struct.dataclass
 class DeviceData:
+    """Bag inputs, row-compressed, and their labels."""
+
     columns: jax.Array  # nnz int32
     values: jax.Array  # nnz float32
     offsets: jax.Array  # n + 1 int32
-    labels: jax.Array  # n float32
+    labels: jax.Array  # n
     dim: int = struct.field(pytree_node=False)
     shift: jax.Array | None = None  # dim float32: every row is its entries minus this
 
@@ -33,38 +38,67 @@ class DeviceData:
         return self.labels.shape[0]
 
 
-def to_device_data(
-    x: SparseMultiHot | SparseFeatures | np.ndarray, labels: np.ndarray
-) -> DeviceData:
-    """Accepts sparse multi-hot rows, :class:`SparseFeatures` (e.g. scaled word counts) or any
-    dense 2-D feature array."""
+@struct.dataclass
+class ArrayData:
+    """Token (int32 ``[N, maxlen]``) or dense (float ``[N, D]``) inputs and their labels."""
+
+    inputs: jax.Array
+    labels: jax.Array
+
+    @property
+    def num_rows(self) -> int:
+        return self.labels.shape[0]
+
+
+def _labels(labels, count: int, dtype: str) -> np.ndarray:
     labels = np.asarray(labels)
+    if labels.shape != (count,):
+        raise ConfigError(
+            f"got {count} inputs but labels of shape {labels.shape}; expected one label per input"
+        )
+    if not np.all(np.isfinite(labels.astype(np.float64))):
+        raise ConfigError("labels must be finite numbers")
+    return labels.astype(dtype)
+
+
+def to_device_data(x, labels, form: str = "bag", label_dtype: str = "float32"):
+    """``(x, labels)`` as device data for a model reading ``form`` inputs.
+
+    ``"bag"``: sparse multi-hot rows, :class:`SparseFeatures` (e.g. scaled word counts) or a
+    dense 2-D array (made sparse); ``"tokens"``: a 2-D integer array (0 = padding);
+    ``"dense"``: a 2-D float array. numpy and JAX arrays are accepted.
+    """
+    if form != "bag":
+        array = np.asarray(x) if not isinstance(x, jax.Array) else x
+        if array.ndim != 2:
+            raise ConfigError(f"{form} inputs must be a 2-D array, got shape {array.shape}")
+        integer = jnp.issubdtype(array.dtype, jnp.integer)
+        if form == "tokens" and not integer:
+            raise ConfigError(f"tokens inputs must be integers, got {array.dtype}")
+        dtype = jnp.int32 if form == "tokens" else jnp.float32
+        return ArrayData(
+            jnp.asarray(array, dtype), jnp.asarray(_labels(labels, len(array), label_dtype))
+        )
     shift = None
     if isinstance(x, SparseMultiHot | SparseFeatures):
         x = as_features(x)
         columns, offsets, dim, values, shift = x.indices, x.offsets, x.dim, x.values, x.shift
-    elif isinstance(x, np.ndarray) and x.ndim == 2:
+    elif isinstance(x, np.ndarray | jax.Array) and x.ndim == 2:
+        x = np.asarray(x)
         rows, columns = np.nonzero(x)
         values = x[rows, columns].astype(np.float32)
         offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(x)))])
         dim = x.shape[1]
     else:
         raise ConfigError(
-            "inputs must be SparseMultiHot, SparseFeatures or a 2-D numpy array, "
+            "bag inputs must be SparseMultiHot, SparseFeatures or a 2-D array, "
             f"got {type(x).__name__}"
         )
-    if labels.shape != (len(offsets) - 1,):
-        raise ConfigError(
-            f"got {len(offsets) - 1} inputs but labels of shape {labels.shape}; "
-            "expected one label per input"
-        )
-    if not np.isin(labels, (0, 1)).all():
-        raise ConfigError("labels must be 0 or 1 for binary classification")
     return DeviceData(
         jnp.asarray(columns, jnp.int32),
         jnp.asarray(values, jnp.float32),
         jnp.asarray(offsets, jnp.int32),
-        jnp.asarray(labels, jnp.float32),
+        jnp.asarray(_labels(labels, len(offsets) - 1, label_dtype)),
         int(dim),
         None if shift is None else jnp.asarray(shift, jnp.float32),
     )
@@ -117,9 +151,11 @@ def max_nonzeros_ordered(lengths: np.ndarray, batch_size: int) -> int:
 
 
 def gather_batch(
-    data: DeviceData, rows_B: jax.Array, max_nonzeros: int
+    data: DeviceData, rows_B: jax.Array, max_nonzeros: int, method: str = "sparse"
 ) -> tuple[SparseRows, jax.Array, jax.Array]:
-    """The rows ``rows_B`` (``-1`` = padding) as SparseRows with ``max_nonzeros`` entries.
+    """The rows ``rows_B`` (``-1`` = padding) as SparseRows with ``max_nonzeros`` entries, which
+    must be at least :func:`most_nonzeros` of the batch (the caller checks: entries past it
+    would be dropped).
 
     Returns ``(inputs, labels_B, weights_B)``; padding rows have weight 0.
     """
@@ -144,15 +180,23 @@ def gather_batch(
         num_rows=batch_size,
         dim=data.dim,
         shift=data.shift,
+        method=method,
     )
     return inputs, data.labels[safe_B], valid_B.astype(jnp.float32)
 
 
-def csr_batch(data: DeviceData, rows_B: jax.Array) -> tuple[CsrRows, jax.Array, jax.Array]:
-    """The rows ``rows_B`` (``-1`` = padding) as :class:`CsrRows`: the dataset itself and the
-    row numbers, for the "ffi" first layer to read in place. Returns ``(inputs, labels_B,
-    weights_B)`` like :func:`gather_batch`."""
+def make_batch(data: DeviceData | ArrayData, rows_B: jax.Array, layer: str, room: int) -> dict:
+    """The rows ``rows_B`` (``-1`` = padding, weight 0) as ``{"inputs", "labels", "weights"}``.
+
+    Bag inputs take the form the first layer ``layer`` reads: :class:`CsrRows` for ``"ffi"``,
+    :class:`SparseRows` with ``room`` entries for ``"sparse"`` and ``"dense"``.
+    """
     valid_B = rows_B >= 0
-    inputs = CsrRows(data.columns, data.values, data.offsets, rows_B, data.dim, data.shift)
-    labels = data.labels[jnp.where(valid_B, rows_B, 0)]
-    return inputs, labels, valid_B.astype(jnp.float32)
+    safe_B = jnp.where(valid_B, rows_B, 0)
+    if isinstance(data, ArrayData):
+        inputs = data.inputs[safe_B]
+    elif layer == "ffi":
+        inputs = CsrRows(data.columns, data.values, data.offsets, rows_B, data.dim, data.shift)
+    else:
+        inputs = gather_batch(data, rows_B, room, layer)[0]
+    return {"inputs": inputs, "labels": data.labels[safe_B], "weights": valid_B.astype(jnp.float32)}

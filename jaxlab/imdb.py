@@ -263,3 +263,30 @@ def load_imdb_features(
             sequences, labels = sequences.take(rows), labels[rows]
         out.append((encoders[features](sequences, num_words), labels.astype(np.float32)))
     return out[0], out[1]
+
+
+def load_imdb_tokens(
+    num_words: int = 10000,
+    maxlen: int = 256,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    padding: str = "pre",
+    truncating: str = "pre",
+):
+    """IMDB as token sequences for models that read word order: ``(x_train, y_train),
+    (x_test, y_test)`` with int32 inputs ``[N, maxlen]`` (0 = padding) and float32 labels.
+
+    The reviews are :func:`load_imdb`'s, cut and padded as Keras's ``pad_sequences`` does by
+    default (``padding="pre"``, ``truncating="pre"``: the end of a long review is kept).
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+    out = []
+    for sequences, labels in load_imdb(num_words, data_dir, cache_dir):
+        if limit is not None:
+            rows = np.arange(min(limit, len(sequences)))
+            sequences, labels = sequences.take(rows), labels[rows]
+        tokens = text.pad_sequences(sequences, maxlen, padding=padding, truncating=truncating)
+        out.append((tokens, labels.astype(np.float32)))
+    return out[0], out[1]

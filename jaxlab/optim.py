@@ -44,7 +44,33 @@ def _check_factory(name: str, factory: OptimizerFactory) -> None:
 
 
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer", check=_check_factory)
-register_optimizer = OPTIMIZERS.register
+# Optimizer name -> ``eval_params(params, opt_state) -> params``: the parameters to evaluate,
+# for optimizers that train at other points than they are judged at (schedule-free).
+EVAL_PARAMS: dict[str, Callable[[Any, Any], Any]] = {}
+TOTAL_STEPS = "total_steps"  # a factory taking it gets the run's number of steps (schedules)
+
+
+def register_optimizer(
+    name: str,
+    factory: OptimizerFactory | None = None,
+    *,
+    eval_params: Callable[[Any, Any], Any] | None = None,
+    override: bool = False,
+) -> Any:
+    """Registers ``factory(learning_rate=..., **hyperparameters) -> GradientTransformation``
+    under ``name`` (as a call or a decorator). Every hyperparameter needs a default; one named
+    ``total_steps`` receives the run's number of steps (for schedules) and is not swept.
+    ``eval_params(params, opt_state) -> params`` gives the parameters validation uses."""
+
+    def add(factory: OptimizerFactory) -> OptimizerFactory:
+        OPTIMIZERS.register(name, factory, override=override)
+        if eval_params is not None:
+            EVAL_PARAMS[name] = eval_params
+        else:
+            EVAL_PARAMS.pop(name, None)
+        return factory
+
+    return add if factory is None else add(factory)
 
 
 # Keras 3's rules that optax does not have. Moments are kept in the parameters' dtype, as Keras
@@ -233,7 +259,21 @@ def lion(
 def optimizer_defaults(name: str) -> dict[str, Any]:
     """The default hyperparameters of a registered optimizer."""
     parameters = inspect.signature(OPTIMIZERS.get(name)).parameters.values()
-    return {p.name: p.default for p in parameters if p.kind != p.VAR_KEYWORD}
+    return {
+        p.name: p.default for p in parameters if p.kind != p.VAR_KEYWORD and p.name != TOTAL_STEPS
+    }
+
+
+def build_optimizer(
+    name: str, hyperparameters: dict[str, Any], total_steps: int | None = None
+) -> optax.GradientTransformation:
+    """The named optimizer made with these (possibly traced, per-model) hyperparameters, and
+    ``total_steps`` if its factory takes it; updates and state keep their dtypes."""
+    factory = OPTIMIZERS.get(name)
+    extra = {}
+    if TOTAL_STEPS in inspect.signature(factory).parameters and total_steps is not None:
+        extra[TOTAL_STEPS] = total_steps
+    return keep_dtypes(factory(**hyperparameters, **extra))
 
 
 def make_optimizer(name: str, **hyperparameters: float) -> optax.GradientTransformation:

@@ -144,3 +144,29 @@ def check_num_words(num_words: int | None) -> None:
 def decode(sequence: Sequence[int], index_word: dict[int, str]) -> str:
     """The lesson's decoding: ``' '.join(index_word.get(i - 3, '?') for i in sequence)``."""
     return " ".join(index_word.get(int(i) - INDEX_FROM, "?") for i in sequence)
+
+
+def pad_sequences(
+    sequences: Sequences | Iterable[Sequence[int]],
+    maxlen: int,
+    padding: str = "pre",
+    truncating: str = "pre",
+    value: int = 0,
+) -> np.ndarray:
+    """Keras's ``pad_sequences``: an int32 ``[N, maxlen]`` array, short rows padded with
+    ``value`` and long ones cut, each at the start (``"pre"``) or the end (``"post"``)."""
+    if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
+        raise ConfigError(f"maxlen must be a positive integer, got {maxlen!r}")
+    for name, where in (("padding", padding), ("truncating", truncating)):
+        if where not in ("pre", "post"):
+            raise ConfigError(f"{name} must be 'pre' or 'post', got {where!r}")
+    sequences = as_sequences(sequences)
+    out = np.full((len(sequences), maxlen), value, np.int32)
+    for row, sequence in enumerate(sequences):
+        kept = sequence[-maxlen:] if truncating == "pre" else sequence[:maxlen]
+        if len(kept):
+            if padding == "pre":
+                out[row, maxlen - len(kept) :] = kept
+            else:
+                out[row, : len(kept)] = kept
+    return out

@@ -27,8 +27,6 @@ SOURCES = tuple(sorted((Path(__file__).resolve().parent / "csrc").glob("*.cc")))
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 # FFI target name -> the handler's symbol in the library.
 TARGETS = {
-    "jaxlab_embag_forward": "JaxlabEmbagForward",
-    "jaxlab_embag_backward": "JaxlabEmbagBackward",
     "jaxlab_csr_forward": "JaxlabCsrForward",
     "jaxlab_csr_backward": "JaxlabCsrBackward",
     "jaxlab_csr_update": "JaxlabCsrUpdate",

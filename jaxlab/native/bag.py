@@ -1,19 +1,16 @@
 """The sparse first layer as a compiled C++ kernel called through the XLA FFI (CPU only).
 
-``x @ kernel`` for a :class:`~jaxlab.models.SparseRows` batch, like
-:class:`~jaxlab.models.SparseDense`, but as one pass over the batch's entries that adds
-``value * kernel[column]`` into its row (forward) or ``value * grad[row]`` into the kernel's row
-(backward), instead of materializing a row of the kernel per entry.
+``x @ kernel`` for a :class:`~jaxlab.layers.CsrRows` batch (:func:`csr_matmul`), read in place
+from the row-compressed dataset: the kernel walks each batch row's entries straight from the
+dataset, adding ``value * kernel[column]`` into the row (forward) or ``value * grad[row]`` into
+the kernel's row (backward), so no batch is gathered, no room for nonzeros is planned and no row
+of the kernel is materialized per entry. :func:`csr_update` fuses the first layer's optimizer
+step into its backward pass.
 
-Training reads batches in place instead (:func:`csr_matmul` on a
-:class:`~jaxlab.models.CsrRows`): the kernel walks each batch row's entries straight from the
-row-compressed dataset, so no batch is gathered and no room for nonzeros is planned.
-
-Written for one model, both vmap over many so that one call serves all of them. The CSR kernel
-takes the models' kernels as they are stacked, models first ``(M, V, H)``, and sums each
-model's rows while that model's kernel (640 KB for the lesson's network) sits in cache; the
-models are spread over the CPU's threads. The older path for gathered batches puts the models'
-kernels side by side, ``(V, M * H)`` (a copy of the stacked kernels).
+Written for one model, each vmaps over many so that one call serves all of them. The kernel
+takes the models' kernels as they are stacked, models first ``(M, V, H)``, and sums each model's
+rows while that model's kernel (640 KB for the lesson's network) sits in cache; the models are
+spread over the CPU's threads.
 
 The kernel is ``csrc/embag.cc``, built by :mod:`jaxlab.native` on first use; :func:`require`
 raises :class:`ConfigError` if it cannot be built.
@@ -26,13 +23,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 from jax.custom_batching import custom_vmap
 
 from jaxlab import native
-from jaxlab.initializers import zeros_bias
 
-FORWARD, BACKWARD = "jaxlab_embag_forward", "jaxlab_embag_backward"
 CSR_FORWARD, CSR_BACKWARD = "jaxlab_csr_forward", "jaxlab_csr_backward"
 CSR_UPDATE = "jaxlab_csr_update"
 WHAT = "the ffi first layer"
@@ -52,107 +46,7 @@ def require() -> None:
     native.require(WHAT)
 
 
-def _forward(kernel, columns, row_ids, values, num_rows: int):
-    """The raw call: kernel (V, ...) -> (num_rows, ...)."""
-    out = jax.ShapeDtypeStruct((num_rows, *kernel.shape[1:]), jnp.float32)
-    return jax.ffi.ffi_call(FORWARD, out)(kernel, columns, row_ids, values)
-
-
-def _backward(grad, columns, row_ids, values, vocab: int):
-    """The raw call: grad (B, ...) -> (vocab, ...)."""
-    out = jax.ShapeDtypeStruct((vocab, *grad.shape[1:]), jnp.float32)
-    return jax.ffi.ffi_call(BACKWARD, out)(grad, columns, row_ids, values)
-
-
-def _side_by_side(x):
-    """(M, R, ...) -> (R, M * ...): the models' rows next to each other."""
-    return jnp.moveaxis(x, 0, 1).reshape(x.shape[1], -1)
-
-
-def _apart(y, models: int, features: tuple[int, ...]):
-    """(R, M * prod(features)) -> (M, R, *features)."""
-    return jnp.moveaxis(y.reshape(y.shape[0], models, *features), 1, 0)
-
-
-def _per_model_entries(models, batched, columns, row_ids, values, vocab, num_rows):
-    """Each model's own entries as one batch of ``models * num_rows`` rows; with ``vocab``, the
-    columns index ``models * vocab`` kernel rows (the models' kernels one after another)."""
-    columns, row_ids, values = (
-        x if b else jnp.broadcast_to(x, (models, *x.shape))
-        for x, b in zip((columns, row_ids, values), batched, strict=True)
-    )
-    model = jnp.arange(models, dtype=jnp.int32)[:, None]
-    rows = jnp.where(row_ids < num_rows, row_ids + model * num_rows, models * num_rows)
-    return (columns + model * vocab if vocab else columns), rows, values
-
-
-@functools.cache
-def _layer(num_rows: int, vocab: int):
-    """``x @ kernel`` for batches of ``num_rows`` rows and kernels of ``vocab`` rows."""
-
-    @custom_vmap
-    def forward(kernel, columns, row_ids, values):
-        return _forward(kernel, columns, row_ids, values, num_rows)
-
-    @forward.def_vmap
-    def _(models, batched, kernel, columns, row_ids, values):
-        if not any(batched[1:]):  # shared data (always, within one sweep step): one wide call
-            out = forward(_side_by_side(kernel), columns, row_ids, values)
-            return _apart(out, models, kernel.shape[2:]), True
-        own_kernels = batched[0]
-        columns, row_ids, values = _per_model_entries(
-            models, batched[1:], columns, row_ids, values, vocab if own_kernels else 0, num_rows
-        )
-        stacked = kernel.reshape(models * vocab, *kernel.shape[2:]) if own_kernels else kernel
-        flat = _layer(models * num_rows, stacked.shape[0])
-        out = flat(stacked, columns.ravel(), row_ids.ravel(), values.ravel())
-        return out.reshape(models, num_rows, *out.shape[1:]), True
-
-    @custom_vmap
-    def backward(grad, columns, row_ids, values):
-        return _backward(grad, columns, row_ids, values, vocab)
-
-    @backward.def_vmap
-    def _(models, batched, grad, columns, row_ids, values):
-        if not batched[0]:
-            grad = jnp.broadcast_to(grad, (models, *grad.shape))
-        if not any(batched[1:]):
-            out = backward(_side_by_side(grad), columns, row_ids, values)
-            return _apart(out, models, grad.shape[2:]), True
-        columns, row_ids, values = _per_model_entries(
-            models, batched[1:], columns, row_ids, values, vocab, num_rows
-        )
-        flat = _layer(models * num_rows, models * vocab)
-        stacked = grad.reshape(models * num_rows, *grad.shape[2:])
-        out = flat.backward(stacked, columns.ravel(), row_ids.ravel(), values.ravel())
-        return out.reshape(models, vocab, *out.shape[1:]), True
-
-    @jax.custom_vjp
-    def layer(kernel, columns, row_ids, values):
-        return forward(kernel, columns, row_ids, values)
-
-    def layer_forward(kernel, columns, row_ids, values):
-        return forward(kernel, columns, row_ids, values), (columns, row_ids, values)
-
-    def layer_backward(residuals, grad):
-        return backward(grad, *residuals), None, None, None
-
-    layer.defvjp(layer_forward, layer_backward)
-    layer.backward = backward
-    return layer
-
-
-def sparse_matmul(kernel: jax.Array, columns, row_ids, values, num_rows: int) -> jax.Array:
-    """``x @ kernel`` for ``x[row_ids[n], columns[n]] += values[n]`` with ``num_rows`` rows;
-    entries with ``row_ids == num_rows`` are padding. Differentiable in ``kernel``."""
-    require()
-    columns = jnp.asarray(columns, jnp.int32)
-    row_ids = jnp.asarray(row_ids, jnp.int32)
-    values = jnp.asarray(values, jnp.float32)
-    return _layer(int(num_rows), int(kernel.shape[0]))(kernel, columns, row_ids, values)
-
-
-# The layer reading its batch in place from the CSR dataset (models.CsrRows), models first: the
+# The layer reading its batch in place from the CSR dataset (layers.CsrRows), models first: the
 # kernel is (K, V, H) and ``rows`` (G, B), K and G each 1 or N, and the result (N, B, H). Under
 # vmap a new models axis folds into N, so one call serves every model whatever the nesting.
 
@@ -257,7 +151,7 @@ def _csr_layer(vocab: int):
 
 
 def csr_matmul(kernel: jax.Array, x) -> jax.Array:
-    """``x @ kernel`` for a :class:`~jaxlab.models.CsrRows` batch (without its shift), read in
+    """``x @ kernel`` for a :class:`~jaxlab.layers.CsrRows` batch (without its shift), read in
     place from the dataset. Differentiable in ``kernel``."""
     require()
     return _csr_layer(int(kernel.shape[0]))(
@@ -291,8 +185,8 @@ def _csr_update(rule: int):
 
 def csr_update(rule: int, kernel, slot, grad, hyper, x) -> tuple[jax.Array, jax.Array]:
     """One model's first-layer kernel (V, H) and optimizer slot (V, H) after one step of the
-    compiled optimizer ``rule`` (see :mod:`jaxlab.fused`), from ``grad`` (B, H), the loss's
-    gradient at the layer's output ``x @ kernel`` for the :class:`~jaxlab.models.CsrRows` batch
+    compiled optimizer ``rule`` (see :mod:`jaxlab.native.fused`), from ``grad`` (B, H), the loss's
+    gradient at the layer's output ``x @ kernel`` for the :class:`~jaxlab.layers.CsrRows` batch
     ``x``, and ``hyper`` (learning rate, decay, epsilon, L2 strength). Vmaps over models."""
     require()
     kernel, slot = _csr_update(int(rule))(
@@ -306,26 +200,3 @@ def csr_update(rule: int, kernel, slot, grad, hyper, x) -> tuple[jax.Array, jax.
         jnp.asarray(x.rows, jnp.int32)[None],
     )
     return kernel[0], slot[0]
-
-
-class FfiDense(nn.Module):
-    """``Dense`` for :class:`~jaxlab.models.SparseRows` or :class:`~jaxlab.models.CsrRows`
-    through the kernel; same parameters as :class:`~jaxlab.models.SparseDense` (``kernel``
-    V x H, ``bias`` H)."""
-
-    features: int
-    kernel_init: nn.initializers.Initializer = nn.initializers.glorot_uniform()
-
-    @nn.compact
-    def __call__(self, x) -> jax.Array:
-        kernel = self.param("kernel", self.kernel_init, (x.dim, self.features))
-        bias = self.param("bias", zeros_bias, (self.features,))
-        if hasattr(x, "offsets"):  # CsrRows: read in place
-            # The loss's gradient at x @ kernel is the "perturbations" collection's, when one
-            # is passed (jaxlab.fused updates the kernel from it).
-            out = self.perturb(PRODUCT, csr_matmul(kernel, x))
-        else:
-            out = sparse_matmul(kernel, x.columns, x.row_ids, x.values, x.num_rows)
-        if x.shift is not None:  # standardized inputs: every row minus shift
-            out = out - x.shift @ kernel
-        return out + bias
