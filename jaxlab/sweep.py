@@ -286,3 +286,21 @@ def run_sweep(
         verbose=verbose,
         callback=callback,
     )[0]
+
+
+def step_memory_bytes(config: TrainConfig, train: tuple[Any, Any]) -> int:
+    """The working memory XLA plans for one train step of one model of ``config`` on this
+    data, from the compiled step (never run): temporaries only, not the dataset, parameters or
+    optimizer state passed in."""
+    mesh = Mesh(np.asarray(jax.devices()[:1]), ("models",))
+    data = _device_data(config, train, NamedSharding(mesh, PartitionSpec()))
+    group = plan_groups(config, {})[0]
+    _, hyper = hyperparameters_of(group, [0])
+    program = _program(group, data, data, 1)
+    state = jax.eval_shape(engine.init_models, program, hyper, _init_keys(np.zeros(1, int)), data)
+    rows = jax.ShapeDtypeStruct((program.batch_size,), jnp.int32)
+    key = jax.random.key(0)
+    lowered = jax.jit(engine.train_steps, static_argnums=(0, 1)).lower(
+        program, False, state, hyper, data, rows, key, 0
+    )
+    return int(lowered.compile().memory_analysis().temp_size_in_bytes)
