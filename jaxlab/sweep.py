@@ -297,7 +297,8 @@ def step_memory_bytes(config: TrainConfig, train: tuple[Any, Any]) -> int:
     group = plan_groups(config, {})[0]
     _, hyper = hyperparameters_of(group, [0])
     program = _program(group, data, data, 1)
-    state = jax.eval_shape(engine.init_models, program, hyper, _init_keys(np.zeros(1, int)), data)
+    keys = _init_keys(np.zeros(1, int))
+    state = jax.eval_shape(lambda h, k: engine.init_models(program, h, k, data), hyper, keys)
     rows = jax.ShapeDtypeStruct((program.batch_size,), jnp.int32)
     key = jax.random.key(0)
     lowered = jax.jit(engine.train_steps, static_argnums=(0, 1)).lower(
