@@ -77,19 +77,6 @@ def loss_at(result: SweepResult, config: Mapping[str, Any], epoch: int) -> tuple
     return float(loss.mean()), float(loss.std())
 
 
-def wide_first_layer() -> str:
-    """The first layer for networks with wide (512-unit) first layers on this machine: the
-    compiled kernel where it can be built on a CPU (on 2 cores a 512-512 network took about
-    4 s per model-epoch with it against about 11 s with "sparse"), else ``"auto"``."""
-    import jax
-
-    from jaxlab import ffi_layer
-
-    if jax.default_backend() == "cpu" and ffi_layer.available():
-        return "ffi"
-    return "auto"
-
-
 def parser(description: str, seeds: int = 5, epochs: int = 20) -> argparse.ArgumentParser:
     """The options every lesson script has."""
     out = argparse.ArgumentParser(description=description)
@@ -163,7 +150,7 @@ class Run:
             base,
             grid,
             self.seeds,
-            *(data or self.data(args, base.model.num_words)),
+            *(data or self.data(args)),
             verbose=not args.quiet,
             on_epoch_end=save,
             **options,

@@ -1,4 +1,5 @@
-"""experiments/benchmark.py: its options, its budget logic, and a quick run on real IMDB.
+"""experiments/benchmark.py (and its bench package): its options, its budget logic, and a quick
+run on real IMDB.
 
 Timings are only checked to be positive: speed depends on the machine and never fails a test.
 """
@@ -16,7 +17,7 @@ from helpers import assert_one_line_error
 SCRIPT = REPO / "experiments" / "benchmark.py"
 
 
-def run_benchmark(*args, env_extra=None, timeout=300):
+def run_benchmark(*args, env_extra=None, timeout=300, cwd=None):
     env = {**os.environ, "MPLBACKEND": "Agg", **(env_extra or {})}
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args],
@@ -24,12 +25,14 @@ def run_benchmark(*args, env_extra=None, timeout=300):
         text=True,
         env=env,
         timeout=timeout,
+        cwd=cwd,
     )
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    """The script as a module (it imports no JAX at module level, so this is cheap)."""
+    """The script as a module, with its package's modules as ``options``, ``report`` and
+    ``runner`` (it imports no JAX at module level, so this is cheap)."""
     spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
@@ -40,12 +43,32 @@ def benchmark():
         sys.modules.pop(spec.name, None)
 
 
-def test_help_works():
-    result = run_benchmark("--help")
-    assert result.returncode == 0
+def test_help_works_from_any_directory(tmp_path):
+    result = run_benchmark("--help", cwd=tmp_path)  # finds its bench package beside it
+    assert result.returncode == 0, result.stderr
+    assert "Speed and memory of training the lesson's IMDB model" in result.stdout
     for option in ("--models", "--formulations", "--frameworks", "--max-seconds", "--quick"):
         assert option in result.stdout
     assert "--case" not in result.stdout  # internal
+
+
+def test_loading_the_script_and_its_cases_imports_no_jax(tmp_path):
+    # The Keras and PyTorch cases run the script too: no JAX runtime may come with it.
+    code = f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("benchmark_script", {str(SCRIPT)!r})
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+import bench.frameworks, bench.jaxlab_case, bench.probe
+module.build_parser()
+print(sorted(m for m in ("jax", "keras", "torch", "matplotlib") if m in sys.modules))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
@@ -65,7 +88,8 @@ def test_unknown_formulation_is_refused():
 
 
 def test_budget_runs_fewer_epochs_or_skips(benchmark):
-    settings = benchmark.Settings(None, 10000, None, 512, 1, 3, 2)
+    settings = benchmark.options.Settings(None, 10000, None, 512, 1, 3, 2)
+    plan_epochs = benchmark.runner.plan_epochs
     # M=8 took 10 s per epoch, 20 s besides its epochs, and compiled for 5 s.
     previous = {
         "models": 8,
@@ -75,15 +99,42 @@ def test_budget_runs_fewer_epochs_or_skips(benchmark):
         "case_wall_s": 65.0,
         "compile_s": 5.0,
     }
-    assert benchmark.plan_epochs(None, 64, settings, 100.0) == (3, "")
-    assert benchmark.plan_epochs(previous, 16, settings, 1000.0) == (3, "")
+    assert plan_epochs(None, 64, settings, 100.0) == (3, "")
+    assert plan_epochs(previous, 16, settings, 1000.0) == (3, "")
     # M=16: 20 + (20 + 5) + k * 20 s, x1.25 margin: 3 timed epochs need 131 s, 1 needs 81 s.
-    timed, note = benchmark.plan_epochs(previous, 16, settings, 90.0)
+    timed, note = plan_epochs(previous, 16, settings, 90.0)
     assert timed == 1 and "instead of 3" in note
-    timed, note = benchmark.plan_epochs(previous, 64, settings, 100.0)
+    timed, note = plan_epochs(previous, 64, settings, 100.0)
     assert timed == 0 and note.startswith("skipped: predicted")
     failed = {**previous, "status": "timeout"}
-    assert benchmark.plan_epochs(failed, 64, settings, 1e9) == (0, "skipped: M=8 already timeout")
+    assert plan_epochs(failed, 64, settings, 1e9) == (0, "skipped: M=8 already timeout")
+
+
+def test_steady_time_is_the_median_after_warmup_per_model(benchmark):
+    ok = {"status": "ok", "epoch_seconds": [9.0, 2.0, 4.0, 3.0]}
+    record = benchmark.runner.summarize(ok, 1, 4)
+    assert record["first_epoch_s"] == 9.0 and record["timed_epochs"] == 3
+    assert record["steady_epoch_s"] == 3.0 and record["ms_per_model_epoch"] == 750.0
+    stopped = {"status": "timeout", "note": "stopped", "epoch_seconds": [9.0, 2.0]}
+    record = benchmark.runner.summarize(stopped, 1, 1)
+    assert record["timed_epochs"] == 1 and "times from the 1 timed epoch(s) done" in record["note"]
+    early = benchmark.runner.summarize(
+        {"status": "timeout", "note": "", "epoch_seconds": [9.0]}, 1, 1
+    )
+    assert "steady_epoch_s" not in early
+
+
+@pytest.mark.parametrize("formulation", ["sparse", "dense", "ffi"])
+def test_jaxlab_case_trains_the_lessons_network_with_its_first_layer(benchmark, formulation):
+    from bench.jaxlab_case import jaxlab_config  # found: loading the script put it on sys.path
+
+    settings = benchmark.options.Settings(None, 10000, None, 256, 2, 3, 2)
+    config = jaxlab_config(settings, formulation, 3)
+    assert config.input_layer == formulation and config.model == "mlp"
+    assert config.epochs == 5 and config.batch_size == 256 and config.optimizer == "rmsprop"
+    hyper = config.model_hyperparameters()
+    assert hyper["hidden"] == (16, 16) and hyper["activation"] == "relu"
+    assert hyper["kernel_init"] == "glorot_uniform" and hyper["dropout"] == 0.0
 
 
 def test_ratios_are_against_single_model_keras_and_embedding_bag(benchmark):
@@ -93,7 +144,7 @@ def test_ratios_are_against_single_model_keras_and_embedding_bag(benchmark):
         {"implementation": "torch-bag", "models": 1, "ms_per_model_epoch": 500.0},
         {"implementation": "jaxlab-dense", "models": 256, "status": "skipped"},
     ]
-    benchmark.add_ratios(cases)
+    benchmark.report.add_ratios(cases)
     assert cases[0]["vs_keras"] == 10.0 and cases[0]["vs_embedding_bag"] == 5.0
     assert cases[1]["vs_keras"] == 1.0 and cases[2]["vs_embedding_bag"] == 1.0
     assert cases[3]["vs_keras"] is None
@@ -105,8 +156,8 @@ def test_missing_frameworks_are_named_and_skipped(benchmark, monkeypatch):
     def without_torch(name, *args):
         return None if name == "torch" else real(name, *args)
 
-    monkeypatch.setattr(benchmark.importlib.util, "find_spec", without_torch)
-    missing = benchmark.missing_frameworks(["torch-dense", "torch-bag"])
+    monkeypatch.setattr(benchmark.report.importlib.util, "find_spec", without_torch)
+    missing = benchmark.report.missing_frameworks(["torch-dense", "torch-bag"])
     assert set(missing) == {"torch-dense", "torch-bag"}
     assert "torch not installed (pip install -e '.[bench]')" in missing["torch-bag"]
 

@@ -18,16 +18,15 @@ import numpy as np
 import pytest
 from helpers import synthetic_reviews
 
-from jaxlab import ConfigError, sparse_multi_hot
+from jaxlab import ConfigError, engine, sparse_multi_hot
 from jaxlab import sweep as sweep_module
-from jaxlab.models import ModelConfig
 from jaxlab.sweep import run_sweep
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import METRICS, TrainConfig, fit
 
 TESTS = Path(__file__).resolve().parent
 DIM = 50
-TINY = TrainConfig(model=ModelConfig(hidden=(8, 8), num_words=DIM), epochs=3, batch_size=32)
+TINY = TrainConfig(model_args={"hidden": (8, 8)}, epochs=3, batch_size=32)
 SEEDS = [0, 1, 2, 3, 4]
 # Healthy; at the edge (ReLU units die on some seeds, weights overflow to NaN on others);
 # divergent on every seed.
@@ -116,7 +115,7 @@ def four_device_run(request):
 
 # --- the defining equivalence, on the real IMDB -----------------------------------------------
 
-IMDB_BASE = TrainConfig(model=ModelConfig(hidden=(16, 16)), epochs=3, batch_size=512)
+IMDB_BASE = TrainConfig(epochs=3, batch_size=512)
 IMDB_GRID = {"kernel_init": ["glorot_uniform", "he_normal"], "learning_rate": [1e-3, 3e-3]}
 IMDB_SEEDS = [0, 1]
 DATA_SEED = 7
@@ -149,10 +148,10 @@ def test_each_swept_model_is_the_fit_with_its_keys_and_hyperparameters(imdb_subs
     assert result.diverged_count() == 0
     # Two models that differ in initializer, learning rate and seed.
     for kernel_init, learning_rate, seed in [("glorot_uniform", 1e-3, 1), ("he_normal", 3e-3, 0)]:
-        model = dataclasses.replace(IMDB_BASE.model, kernel_init=kernel_init)
-        config = dataclasses.replace(IMDB_BASE, model=model, learning_rate=learning_rate)
+        model_args = {"kernel_init": kernel_init}
+        config = dataclasses.replace(IMDB_BASE, model_args=model_args, learning_rate=learning_rate)
         data_seed = DATA_SEED if data_order == "shared" else None
-        expected = fit(config, train, test, seed=seed, data_seed=data_seed, verbose=False)
+        expected = fit(config, train, test, seed=seed, data_seed=data_seed, verbose=False).history
         index = (
             result.values("kernel_init").index(kernel_init),
             result.values("learning_rate").index(learning_rate),
@@ -206,11 +205,11 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the sweep went on to initialize or train its models")
 
-    for name in ("_init_one", "sweep_epoch", "sweep_needed", "sweep_evaluate"):
-        monkeypatch.setattr(sweep_module, name, refuse)
+    for name in ("compiled_init", "compiled_epoch", "compiled_room", "compiled_evaluate"):
+        monkeypatch.setattr(engine, name, refuse)
 
 
-BIG = TrainConfig(model=ModelConfig(hidden=(512, 512), num_words=10000), epochs=1)
+BIG = TrainConfig(model_args={"hidden": (512, 512)}, epochs=1)
 BIG_PARAMS = 10000 * 512 + 512 + 512 * 512 + 512 + 512 + 1
 
 
@@ -250,11 +249,9 @@ def test_shape_changing_axes_run_as_compiled_groups(shape_sweep, lr_sweep):
     for metric in METRICS:
         np.testing.assert_allclose(result.histories[metric][1], lr_sweep.histories[metric], 1e-5)
     # A model of the (4,) group is the fit of its config.
-    config = dataclasses.replace(
-        TINY, model=dataclasses.replace(TINY.model, hidden=(4,)), learning_rate=HEALTHY
-    )
+    config = dataclasses.replace(TINY, model_args={"hidden": (4,)}, learning_rate=HEALTHY)
     train, validation = tiny_data()
-    expected = fit(config, train, validation, seed=3, verbose=False)
+    expected = fit(config, train, validation, seed=3, verbose=False).history
     assert_histories_equal(
         {metric: result.histories[metric][0, 0, 3] for metric in METRICS}, expected
     )
@@ -344,9 +341,16 @@ def test_curves_are_per_config_seed_by_epoch_arrays(lr_sweep):
         ({"hidden": [(4,), (0,)]}, SEEDS, {}, r"hidden widths must be positive"),
         ({"batch_size": [32, 0]}, SEEDS, {}, r"batch_size must be a positive integer"),
         ({"optimizer": ["sgd", "nope"]}, SEEDS, {}, r"unknown optimizer 'nope'"),
-        ({"optimizer": ["rmsprop", "sgd"], "rho": [0.9]}, SEEDS, {}, r"'rho' for optimizer 'sgd'"),
+        (
+            {"optimizer": ["rmsprop", "sgd"], "rho": [0.9]},
+            SEEDS,
+            {},
+            r"'rho' for model 'mlp' and optimizer 'sgd'",
+        ),
         ({"learning_rate": [None, 1e-3]}, SEEDS, {}, r"'learning_rate' has None"),
-        ({"hidden": [16, 32]}, SEEDS, {}, r"hidden values are tuples of layer widths"),
+        ({"learning_rate": [1e-3, 0.001]}, SEEDS, {}, r"'learning_rate' repeats a value"),
+        ({"kernel_init": ["he_normal", "he_normal"]}, SEEDS, {}, r"repeats a value"),
+        ({"learning_rate": [1e-3]}, [0.5, 1], {}, r"seeds must be integers"),
     ],
     ids=[
         "unknown-axis",
@@ -367,7 +371,9 @@ def test_curves_are_per_config_seed_by_epoch_arrays(lr_sweep):
         "optimizer",
         "axis-of-another-optimizer",
         "none-value",
-        "hidden-not-tuples",
+        "repeated-value",
+        "repeated-name",
+        "float-seeds",
     ],
 )
 def test_bad_input_is_a_config_error_before_any_training(
@@ -385,9 +391,9 @@ def test_numpy_grid_values_are_accepted_and_activation_is_vmapped():
     result = run_sweep(TINY, grid, [0, 1], train, validation, verbose=False)
     assert result.values("dropout") == [0.0, 0.5] and len(result.timings) == TINY.epochs
     config = dataclasses.replace(
-        TINY, model=dataclasses.replace(TINY.model, activation="tanh"), dropout=0.5
+        TINY, model_args=dict(TINY.model_args) | {"activation": "tanh", "dropout": 0.5}
     )
-    expected = fit(config, train, validation, seed=1, data_seed=0, verbose=False)
+    expected = fit(config, train, validation, seed=1, data_seed=0, verbose=False).history
     chosen = result.select({"activation": "tanh", "dropout": 0.5})
     assert_histories_equal({m: chosen[m][1] for m in METRICS}, expected)
 

@@ -1,4 +1,5 @@
-"""The ffi first layer (a C++ kernel through the XLA FFI) gives the sparse layer's numbers."""
+"""The compiled first layer (jaxlab.native: a C++ kernel through the XLA FFI) gives the other
+first layers' numbers, alone, vmapped over models, and through fit and run_sweep."""
 
 import dataclasses
 import os
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 from helpers import synthetic_reviews
 
-from jaxlab import ffi_layer, sparse_multi_hot
-from jaxlab.batching import csr_batch, gather_batch, to_device_data
-from jaxlab.models import ModelConfig, init_params
+from jaxlab.batching import gather_batch, make_batch, to_device_data
+from jaxlab.models import mlp
+from jaxlab.native import bag
 from jaxlab.sweep import run_sweep
 from jaxlab.train import METRICS, TrainConfig, fit
 
@@ -39,85 +40,16 @@ def counts_dataset():
     return to_device_data(counts, np.zeros(64))
 
 
-@pytest.fixture(scope="module")
-def batch():
-    """A batch with counts as values (not only 1.0), 4 padding rows and padding entries."""
-    rng = np.random.default_rng(0)
-    counts = np.zeros((64, 300), np.float32)
-    for row in counts:
-        words = rng.integers(0, 300, size=rng.integers(1, 40))
-        np.add.at(row, words, rng.uniform(0.5, 3.0, size=len(words)).astype(np.float32))
-    data = to_device_data(counts, np.zeros(64))
-    rows = jnp.asarray(np.r_[rng.permutation(64)[:60], [-1] * 4], jnp.int32)
-    inputs, _, weights = gather_batch(data, rows, max_nonzeros=64 * 40)
-    assert float(jnp.min(inputs.values)) < 1.0 < float(jnp.max(inputs.values))
-    assert int(jnp.sum(inputs.row_ids == inputs.num_rows)) > 0
-    return inputs, weights
-
-
-def loss_and_grads(kind, params, inputs, weights):
-    config = ModelConfig(num_words=300, input_layer=kind)
-
+def loss_and_grads(params, inputs, weights):
     def loss(params):
-        logits = config.module().apply({"params": params}, inputs)
+        logits = mlp().apply({"params": params}, inputs)
         return jnp.sum(weights * jnp.tanh(logits)), logits
 
     return jax.value_and_grad(loss, has_aux=True)(params)
 
 
-@needs_compiler
-@pytest.mark.parametrize("other", ["sparse", "dense"])
-def test_outputs_and_gradients_equal_the_other_layers(batch, other):
-    inputs, weights = batch
-    params = init_params(ModelConfig(num_words=300), jax.random.key(0))
-    (value, logits), grads = loss_and_grads("ffi", params, inputs, weights)
-    (value_o, logits_o), grads_o = loss_and_grads(other, params, inputs, weights)
-    np.testing.assert_allclose(logits, logits_o, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(value, value_o, rtol=1e-5, atol=1e-5)
-    for g, g_o in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_o), strict=True):
-        np.testing.assert_allclose(g, g_o, rtol=1e-5, atol=1e-5)
-
-
-@needs_compiler
-def test_vmapped_kernels_in_either_layout_and_per_model_data_equal_a_loop(batch):
-    inputs, weights = batch
-    kernels = jax.random.normal(jax.random.key(1), (3, 300, 16))
-    targets = jax.random.normal(jax.random.key(2), (3, inputs.num_rows, 16))
-
-    def loss(kernel, columns, row_ids, values, target):
-        out = ffi_layer.sparse_matmul(kernel, columns, row_ids, values, inputs.num_rows)
-        return jnp.sum(jnp.tanh(out) * target)
-
-    def reference(kernel, columns, row_ids, values, target):
-        rows = kernel[columns] * values[:, None]
-        out = jax.ops.segment_sum(rows, row_ids, num_segments=inputs.num_rows)
-        return jnp.sum(jnp.tanh(out) * target)
-
-    data = (inputs.columns, inputs.row_ids, inputs.values)
-    expected = jax.vmap(jax.value_and_grad(reference), in_axes=(0, None, None, None, 0))(
-        kernels, *data, targets
-    )
-    for axis in (0, 1):
-        stored = jnp.moveaxis(kernels, 0, axis)
-        grad = jax.vmap(
-            jax.value_and_grad(loss), in_axes=(axis, None, None, None, 0), out_axes=(0, axis)
-        )
-        value, dkernel = jax.jit(grad)(stored, *data, targets)
-        np.testing.assert_allclose(value, expected[0], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(jnp.moveaxis(dkernel, axis, 0), expected[1], atol=1e-5)
-    # Each model its own entries (per-model data order), with its own or a shared kernel.
-    order = [jnp.roll(x, 7 * m) for m in range(3) for x in data]
-    per_model = [jnp.stack(order[i::3]) for i in range(3)]
-    expected = jax.vmap(jax.value_and_grad(reference))(kernels, *per_model, targets)
-    value, dkernel = jax.jit(jax.vmap(jax.value_and_grad(loss)))(kernels, *per_model, targets)
-    np.testing.assert_allclose(value, expected[0], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dkernel, expected[1], atol=1e-5)
-    shared = jax.vmap(jax.value_and_grad(loss), in_axes=(None, 0, 0, 0, 0))
-    expected = jax.vmap(jax.value_and_grad(reference), in_axes=(None, 0, 0, 0, 0))
-    value, dkernel = jax.jit(shared)(kernels[0], *per_model, targets)
-    value_r, dkernel_r = expected(kernels[0], *per_model, targets)
-    np.testing.assert_allclose(value, value_r, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dkernel, dkernel_r, atol=1e-5)
+def csr_rows(data, rows):
+    return make_batch(data, rows, "ffi", 0)["inputs"]
 
 
 @needs_compiler
@@ -127,15 +59,14 @@ def test_rows_read_in_place_give_the_gathered_batch_numbers():
     data = counts_dataset()
     rows = jnp.asarray(np.r_[np.random.default_rng(1).permutation(64)[:44], [-1] * 4], jnp.int32)
     gathered, _, _ = gather_batch(data, rows, max_nonzeros=48 * 40)
-    in_place, _, weights = csr_batch(data, rows)
-    params = init_params(ModelConfig(num_words=300), jax.random.key(0))
+    in_place = csr_rows(data, rows)
+    weights = (rows >= 0).astype(jnp.float32)
+    params = mlp().init(jax.random.key(0), in_place)["params"]
     for shift in (None, jnp.linspace(-1.0, 1.0, 300)):
         (value, logits), grads = loss_and_grads(
-            "ffi", params, dataclasses.replace(in_place, shift=shift), weights
+            params, dataclasses.replace(in_place, shift=shift), weights
         )
-        expected = loss_and_grads(
-            "sparse", params, dataclasses.replace(gathered, shift=shift), weights
-        )
+        expected = loss_and_grads(params, dataclasses.replace(gathered, shift=shift), weights)
         np.testing.assert_allclose(logits, expected[0][1], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(value, expected[0][0], rtol=1e-5, atol=1e-5)
         for g, g_o in zip(jax.tree.leaves(grads), jax.tree.leaves(expected[1]), strict=True):
@@ -153,7 +84,7 @@ def test_rows_read_in_place_vmapped_equal_a_loop(monkeypatch, forward_by_column)
     Five models: enough for shared rows to take the kernel's column-by-column backward pass;
     the forward pass takes it too when told to (its threshold is in bytes of kernels)."""
     if forward_by_column:
-        monkeypatch.setattr(ffi_layer, "BY_COLUMN_BYTES", 0)
+        monkeypatch.setattr(bag, "BY_COLUMN_BYTES", 0)
     data = counts_dataset()
     rng = np.random.default_rng(2)
     kernels = jax.random.normal(jax.random.key(1), (MODELS, 300, 16))
@@ -162,8 +93,8 @@ def test_rows_read_in_place_vmapped_equal_a_loop(monkeypatch, forward_by_column)
     own_rows = jnp.stack([jnp.roll(shared_rows, 5 * m) for m in range(MODELS)])
 
     def loss(kernel, rows, target, values=data.values):
-        batch = csr_batch(dataclasses.replace(data, values=values), rows)[0]
-        return jnp.sum(jnp.tanh(ffi_layer.csr_matmul(kernel, batch)) * target)
+        batch = csr_rows(dataclasses.replace(data, values=values), rows)
+        return jnp.sum(jnp.tanh(bag.csr_matmul(kernel, batch)) * target)
 
     def reference(kernel, rows, target, values=data.values):
         batch = gather_batch(dataclasses.replace(data, values=values), rows, 24 * 40)[0]
@@ -196,21 +127,21 @@ def test_rows_read_in_place_vmapped_equal_a_loop(monkeypatch, forward_by_column)
     check(0, 0, kernels, own_rows, values_axis=0, values=values)
 
 
-TINY = TrainConfig(
-    model=ModelConfig(hidden=(8, 8), num_words=50), epochs=2, batch_size=32, eval_batch_size=40
-)
+TINY = TrainConfig(model_args={"hidden": (8, 8)}, epochs=2, batch_size=32, eval_batch_size=40)
 
 
 def with_layer(config: TrainConfig, layer: str) -> TrainConfig:
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, input_layer=layer))
+    return dataclasses.replace(config, input_layer=layer)
 
 
 @needs_compiler
 def test_fit_history_equals_the_sparse_layer():
     train, validation = synthetic_reviews(150, 50), synthetic_reviews(60, 50, seed=1)
-    config = dataclasses.replace(with_layer(TINY, "ffi"), l2=1e-3, dropout=0.25)
-    expected = fit(with_layer(config, "sparse"), train, validation, seed=3, verbose=False)
-    actual = fit(config, train, validation, seed=3, verbose=False)
+    config = dataclasses.replace(
+        with_layer(TINY, "ffi"), l2=1e-3, model_args={"hidden": (8, 8), "dropout": 0.25}
+    )
+    expected = fit(with_layer(config, "sparse"), train, validation, seed=3, verbose=False).history
+    actual = fit(config, train, validation, seed=3, verbose=False).history
     assert_histories_equal(actual, expected)
 
 
@@ -242,36 +173,17 @@ def test_vmapped_sweep_equals_the_sparse_layer(data_order):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-@needs_compiler
-def test_dense_inputs_and_a_shift_use_the_same_parameters():
-    """Dense inputs take nn.Dense with the same parameters; a shift (standardized inputs) is
-    taken off every row, as by the sparse layer."""
-    sequences = [[1, 2, 2, 5], [3], [4, 4, 4, 1]]
-    multi_hot = sparse_multi_hot(sequences, 8)
-    data = to_device_data(multi_hot, np.zeros(3))
-    inputs, _, _ = gather_batch(data, jnp.arange(3, dtype=jnp.int32), max_nonzeros=16)
-    config = ModelConfig(hidden=(4,), num_words=8, input_layer="ffi")
-    params = init_params(config, jax.random.key(0))
-    sparse = config.module().apply({"params": params}, inputs)
-    dense = config.module().apply({"params": params}, inputs.to_dense())
-    np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-6)
-    shifted = dataclasses.replace(inputs, shift=jnp.linspace(-1.0, 1.0, 8))
-    expected = ModelConfig(hidden=(4,), num_words=8, input_layer="sparse").module()
-    np.testing.assert_allclose(
-        config.module().apply({"params": params}, shifted),
-        expected.apply({"params": params}, shifted),
-        rtol=1e-5,
-        atol=1e-6,
-    )
-
-
 def test_without_a_compiler_asking_for_ffi_is_a_one_line_config_error(tmp_path):
     # A fresh process whose compiler does not exist and whose build cache is empty.
     code = (
-        "from jaxlab.models import ModelConfig\n"
-        "try:\n    ModelConfig(input_layer='ffi')\n"
+        "import numpy as np\n"
+        "from jaxlab import TrainConfig, fit, sparse_multi_hot\n"
+        "data = sparse_multi_hot([[1, 2], [3]] * 4, 5), np.array([0, 1] * 4)\n"
+        "def run(layer):\n"
+        "    return fit(TrainConfig(input_layer=layer, epochs=1), data, data, verbose=False)\n"
+        "try:\n    run('ffi')\n"
         "except Exception as e:\n    print(type(e).__name__, '|', e)\n"
-        "ModelConfig(input_layer='sparse')\nprint('sparse ok')\n"
+        "run('sparse')\nprint('sparse ok')\n"
     )
     env = {
         **os.environ,

@@ -1,0 +1,185 @@
+"""Every registry entry through every public entry point: each optimizer, model and loss
+(built-in and user-registered) trains through ``fit`` and ``run_sweep``, and each optimizer
+through ``imdb_baseline.py``; a swept model equals ``fit`` with its seed and values."""
+
+import importlib.util
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import REPO
+from helpers import synthetic_reviews
+
+from jaxlab import (
+    LOSSES,
+    MODELS,
+    OPTIMIZERS,
+    BagDense,
+    TrainConfig,
+    fit,
+    register_loss,
+    register_model,
+    register_optimizer,
+    run_sweep,
+)
+from jaxlab.losses import binary_crossentropy
+
+DIM = 30
+
+
+# User-registered entries, one of each kind, as a user's module would add them.
+@register_optimizer("user_sign_sgd", override=True)
+def user_sign_sgd(learning_rate: float = 0.01, total_steps: int = 1):
+    schedule = optax.linear_schedule(learning_rate, learning_rate / 10, total_steps)
+    return optax.chain(optax.scale_by_sign(), optax.scale_by_learning_rate(schedule))
+
+
+@register_loss("user_scaled_bce", override=True)
+def user_scaled_bce(logits, labels):
+    return 0.5 * binary_crossentropy(logits, labels)
+
+
+class UserBag(nn.Module):
+    width: int = 4
+
+    @nn.compact
+    def __call__(self, x, *, train=False):
+        x = nn.tanh(BagDense(self.width, name="words")(x))
+        return nn.Dense(1, name="head")(nn.LayerNorm(name="norm")(x))[:, 0]
+
+
+class UserTokens(nn.Module):
+    @nn.compact
+    def __call__(self, tokens, *, train=False):
+        mask = (tokens > 0)[..., None]
+        embedded = nn.Embed(DIM, 4, name="embed")(tokens) * mask
+        pooled = embedded.sum(1) / jnp.maximum(mask.sum(1), 1)
+        return nn.Dense(1, name="head")(pooled)[:, 0]
+
+
+class UserDense(nn.Module):
+    classes: int = 1
+
+    @nn.compact
+    def __call__(self, x, *, train=False):
+        logits = nn.Dense(self.classes, name="out")(nn.relu(nn.Dense(8, name="hid")(x)))
+        return logits[:, 0] if self.classes == 1 else logits
+
+
+register_model("user_bag", lambda width=4: UserBag(width), inputs="bag", override=True)
+register_model("user_tokens", lambda: UserTokens(), inputs="tokens", override=True)
+register_model("user_dense", lambda classes=1: UserDense(classes), inputs="dense", override=True)
+
+
+def data_for(form: str, n: int, seed: int):
+    x, y = synthetic_reviews(n, DIM, seed=seed, max_len=8)
+    if form == "bag":
+        return x, y
+    if form == "dense":
+        return x.to_dense(), y
+    tokens = np.zeros((n, 8), np.int32)
+    for row in range(n):
+        words = x.indices[x.offsets[row] : x.offsets[row + 1]]
+        tokens[row, : len(words)] = words
+    return tokens, y
+
+
+def splits(form: str):
+    return data_for(form, 40, 0), data_for(form, 20, 1)
+
+
+def assert_sweep_model_is_fit(config, grid_name, values, seeds, train, val):
+    result = run_sweep(
+        config, {grid_name: values}, seeds, train, val, data_order="per_model", verbose=False
+    )
+    assert np.isfinite(result.histories["loss"]).all()
+    value, seed = values[-1], seeds[-1]
+    import dataclasses
+
+    field = "learning_rate" if grid_name == "learning_rate" else None
+    single = dataclasses.replace(config, **{field: value}) if field else config
+    if grid_name != "learning_rate":
+        single = dataclasses.replace(
+            config, model_args=dict(config.model_args) | {grid_name: value}
+        )
+    history = fit(single, train, val, seed=seed, verbose=False).history
+    for metric in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(
+            result.histories[metric][-1, -1], history[metric], rtol=1e-5, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_every_optimizer_trains_through_fit_and_run_sweep(name):
+    config = TrainConfig(optimizer=name, model_args={"hidden": (4,)}, epochs=2, batch_size=16)
+    train, val = splits("bag")
+    history = fit(config, train, val, verbose=False).history
+    assert np.isfinite(history["loss"]).all() and np.isfinite(history["val_loss"]).all()
+    rate = config.hyperparameters()["learning_rate"]
+    assert_sweep_model_is_fit(config, "learning_rate", [rate, rate / 3], [0, 1], train, val)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_trains_through_fit_and_run_sweep(name):
+    spec = MODELS.get(name)
+    config = TrainConfig(model=name, epochs=2, batch_size=16, learning_rate=3e-3)
+    if name == "mlp":
+        config = TrainConfig(model_args={"hidden": (4,)}, epochs=2, batch_size=16)
+    train, val = splits(spec.inputs)
+    history = fit(config, train, val, verbose=False).history
+    assert np.isfinite(history["loss"]).all()
+    assert history["loss"][-1] < history["loss"][0]
+    assert_sweep_model_is_fit(config, "learning_rate", [3e-3, 1e-3], [0, 1, 2], train, val)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_every_loss_trains_through_fit_and_run_sweep(name):
+    integer = LOSSES.get(name).label_dtype == "int32"
+    model = ("user_dense", {"classes": 2}) if integer else ("user_dense", {})
+    config = TrainConfig(model=model[0], model_args=model[1], loss=name, epochs=2, batch_size=16)
+    train, val = splits("dense")
+    history = fit(config, train, val, verbose=False).history
+    assert np.isfinite(history["loss"]).all()
+    assert 0.3 < history["val_accuracy"][-1] <= 1
+    assert_sweep_model_is_fit(config, "learning_rate", [1e-3, 3e-3], [0, 1], train, val)
+
+
+def test_a_schedule_gets_the_run_total_steps_and_the_user_loss_scales():
+    train, val = splits("bag")
+    config = TrainConfig(model_args={"hidden": (4,)}, epochs=2, batch_size=16)
+    half = fit(
+        TrainConfig(model_args={"hidden": (4,)}, epochs=2, batch_size=16, loss="user_scaled_bce"),
+        train,
+        val,
+        verbose=False,
+    ).history
+    full = fit(config, train, val, verbose=False).history
+    assert half["val_loss"][0] != pytest.approx(full["val_loss"][0], rel=1e-3)
+    assert half["loss"][0] == pytest.approx(full["loss"][0] / 2, rel=1e-2)
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    spec = importlib.util.spec_from_file_location(
+        "baseline_script", REPO / "experiments/imdb_baseline.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.imdb
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_every_optimizer_runs_in_the_baseline_script(
+    name, baseline, imdb_dir, imdb_cache, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("JAXLAB_CACHE_DIR", str(imdb_cache))
+    args = baseline.build_parser().parse_args(
+        ["--optimizer", name, "--epochs", "1", "--train-size", "300", "--hidden", "4", "--quiet"]
+        + ["--data-dir", str(imdb_dir), "--out", str(tmp_path)]
+    )
+    baseline.main(args)
+    table = capsys.readouterr().out.split("| seed |")[1]
+    assert "| 0 |" in table and "nan" not in table
