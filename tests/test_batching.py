@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab import ConfigError, batching, multi_hot, sparse_multi_hot
+from jaxlab import ConfigError, TrainConfig, batching, fit, multi_hot, sparse_multi_hot
 
 
 def make_data(n=40, dim=30, seed=0):
@@ -57,8 +57,14 @@ def test_bad_labels_or_inputs_are_clear_errors():
     with pytest.raises(ConfigError, match="one label per input"):
         batching.to_device_data(x, np.zeros(3))
     with pytest.raises(ConfigError, match="0 or 1"):
-        batching.to_device_data(x, np.array([0, 2]))
+        fit(TrainConfig(epochs=1), (x, np.array([0, 2])), (x, np.zeros(2)), verbose=False)
     with pytest.raises(
-        ConfigError, match="SparseMultiHot, SparseFeatures or a 2-D numpy array, got list"
+        ConfigError, match="SparseMultiHot, SparseFeatures or a 2-D array, got list"
     ):
         batching.to_device_data([[1], [2]], np.zeros(2))
+    with pytest.raises(ConfigError, match="tokens inputs must be integers"):
+        batching.to_device_data(np.zeros((2, 3)), np.zeros(2), "tokens")
+    with pytest.raises(ConfigError, match="dense inputs must be a 2-D array"):
+        batching.to_device_data(np.zeros(3), np.zeros(3), "dense")
+    with pytest.raises(ConfigError, match="labels must be finite"):
+        batching.to_device_data(np.zeros((2, 3)), np.array([0, np.nan]), "dense")

@@ -168,10 +168,20 @@ def test_tabular_sweep(registered):
     train, validation = example.make_dataset(rows=160, features=8)
     assert train[0].shape == (120, 8) and validation[0].shape == (40, 8)
     config = example.make_config(model=model, hidden=(16,), epochs=2, batch_size=32)
-    result = example.sweep(
-        train, validation, config=config, dropouts=[0.0, 0.3], verbose=False, data_order="shared"
-    )
-    assert_finite(result, (2, 2, 3))
+    result = example.sweep(train, validation, config=config, verbose=False)
+    assert_finite(result, (2, 3))
+    # A swept dropout rate arrives traced: 0 changes nothing, 0.5 drops units.
+    x = train[0][:8]
+    params = example.tabular_mlp((16,)).init(jax.random.key(0), x)
+
+    @jax.jit
+    def with_dropout(rate):
+        module = example.tabular_mlp((16,), rate)
+        return module.apply(params, x, train=True, rngs={"dropout": jax.random.key(1)})
+
+    plain = example.tabular_mlp((16,)).apply(params, x)
+    np.testing.assert_allclose(with_dropout(0.0), plain, rtol=1e-6)
+    assert not np.allclose(with_dropout(0.5), plain)
 
 
 # --- registering losses: what a run uses ----------------------------------------------------

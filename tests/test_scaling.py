@@ -8,7 +8,7 @@ import pytest
 from jaxlab.batching import gather_batch, to_device_data
 from jaxlab.encoding import as_features, sparse_multi_hot, sparse_word_counts
 from jaxlab.errors import ConfigError
-from jaxlab.models import ModelConfig, init_params
+from jaxlab.models import mlp
 from jaxlab.scaling import SCALINGS, column_stats, scale_splits
 from jaxlab.train import TrainConfig, fit
 
@@ -86,16 +86,16 @@ def test_folded_shift_gives_the_dense_layers_outputs_and_gradients():
     rows = jnp.asarray(np.r_[np.arange(60), [-1] * 4], jnp.int32)
     inputs, _, weights = gather_batch(data, rows, max_nonzeros=64 * 30)
     np.testing.assert_allclose(inputs.to_dense()[:60], features.to_dense()[:60], atol=1e-5)
-    sparse, dense = (ModelConfig(num_words=DIM, input_layer=kind) for kind in ("sparse", "dense"))
-    params = init_params(sparse, jax.random.key(0))
+    model = mlp()
+    params = model.init(jax.random.key(0), inputs)["params"]
 
-    def loss(params, config, x):
-        logits = config.module().apply({"params": params}, x)
-        return jnp.sum(weights * jnp.tanh(logits))
+    def loss(params, x):
+        return jnp.sum(weights * jnp.tanh(model.apply({"params": params}, x)))
 
-    reference = jax.value_and_grad(loss)(params, dense, jnp.asarray(features.to_dense()[rows]))
-    for config in (sparse, dense):
-        value, grads = jax.value_and_grad(loss)(params, config, inputs)
+    reference = jax.value_and_grad(loss)(params, jnp.asarray(features.to_dense()[rows]))
+    for method in ("sparse", "dense"):
+        batch = gather_batch(data, rows, 64 * 30, method)[0]
+        value, grads = jax.value_and_grad(loss)(params, batch)
         np.testing.assert_allclose(value, reference[0], rtol=1e-5)
         for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(reference[1]), strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
@@ -107,21 +107,20 @@ def test_training_on_standardized_counts_is_the_same_sparse_or_dense():
     train, val = scale_splits(
         "standardize", sparse_word_counts(train_seq, DIM), sparse_word_counts(val_seq, DIM)
     )
-    base = TrainConfig(
-        model=ModelConfig(hidden=(8, 8), num_words=DIM), epochs=5, batch_size=64, learning_rate=0.01
-    )
+    base = TrainConfig(model_args={"hidden": (8, 8)}, epochs=5, batch_size=64, learning_rate=0.01)
     histories = [
         fit(
-            dataclasses.replace(base, model=dataclasses.replace(base.model, input_layer=kind)),
+            dataclasses.replace(base, input_layer=kind),
             (train, labels(train_seq)),
             (val, labels(val_seq)),
             seed=0,
             verbose=False,
-        )
-        for kind in ("sparse", "dense")
+        ).history
+        for kind in ("sparse", "dense", "ffi")
     ]
     for metric in ("loss", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(histories[0][metric], histories[1][metric], rtol=1e-4)
+        np.testing.assert_allclose(histories[0][metric], histories[2][metric], rtol=1e-4)
     assert histories[0]["val_accuracy"][-1] > 0.6
 
 
