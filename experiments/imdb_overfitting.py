@@ -14,7 +14,6 @@ import time
 
 from jaxlab import cli, plotting, results
 from jaxlab.imdb import load_imdb_multi_hot
-from jaxlab.models import ModelConfig
 from jaxlab.sweep import run_sweep
 from jaxlab.sweep_results import summary_table
 from jaxlab.train import TrainConfig
@@ -46,7 +45,6 @@ def main(args: argparse.Namespace) -> None:
     if args.seeds < 1:
         raise cli.ConfigError(f"--seeds must be positive, got {args.seeds}")
     base = TrainConfig(
-        model=ModelConfig(num_words=args.num_words),
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,
         epochs=args.epochs,

@@ -19,9 +19,10 @@ import numpy as np
 
 from jaxlab import lesson
 from jaxlab.activations import ACTIVATIONS
-from jaxlab.models import ModelConfig, init_params, layer_names
+from jaxlab.losses import binary_crossentropy
+from jaxlab.models import layer_names, mlp
 from jaxlab.sweep_results import SweepResult
-from jaxlab.train import TrainConfig, binary_crossentropy
+from jaxlab.train import TrainConfig
 
 NAMES = ["sigmoid", "tanh", "relu", "leaky_relu", "gelu"]
 EARLY_EPOCH = 2  # "trains slower": the training loss this early
@@ -36,13 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def gradient_rms(params, x, y, activation: str) -> list[float]:
     """Root-mean-square of the loss gradient of each layer's kernel, first layer first."""
-    module = ModelConfig(activation=activation, input_layer="dense", num_words=x.shape[1]).module()
+    module = mlp(activation=activation)  # its first layer reads the dense [B, V] batch
 
     def loss(params):
         return jnp.mean(binary_crossentropy(module.apply({"params": params}, x), y))
 
     grads = jax.grad(loss)(params)
     return [float(jnp.sqrt(jnp.mean(grads[name]["kernel"] ** 2))) for name in in_order(params)]
+
+
+def initial_params(seed: int, x):
+    """The lesson network's parameters initialized from ``jax.random.key(seed)``."""
+    return mlp().init(jax.random.key(seed), jnp.zeros((1, x.shape[1]), jnp.float32))["params"]
 
 
 def in_order(params) -> list[str]:
@@ -78,10 +84,7 @@ def measure(result: SweepResult, train) -> tuple[dict, dict]:
     seeds = result.values("seed")
     gradients, dead = {}, {}
     for name in NAMES:
-        per_seed = [
-            gradient_rms(init_params(ModelConfig(), jax.random.key(s)), batch_x, batch_y, name)
-            for s in seeds
-        ]
+        per_seed = [gradient_rms(initial_params(s, batch_x), batch_x, batch_y, name) for s in seeds]
         gradients[name] = np.mean(per_seed, axis=0).tolist()
         final = result.params_of({"activation": name})
         dead[name] = [

@@ -12,14 +12,13 @@ less memory per step than the full batch and reaches a given validation loss in 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 
-from jaxlab import batching, lesson, plotting
-from jaxlab.models import ModelConfig
+from jaxlab import lesson, plotting
+from jaxlab.sweep import step_memory_bytes
 from jaxlab.sweep_results import SweepResult
-from jaxlab.train import TrainConfig, make_trainer, step_memory_bytes
+from jaxlab.train import TrainConfig
 
 FULL = 25000  # the whole training split: one step per epoch
 BATCH_SIZES = [FULL, 512, 128, 32]
@@ -31,20 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     return lesson.parser(__doc__.split("\n\n")[0])
 
 
-def step_memory(train, validation) -> dict[str, dict[int, int]]:
+def step_memory(train) -> dict[str, dict[int, int]]:
     """Bytes of working memory per training step, by first layer and batch size."""
-    train_data, val_data = batching.to_device_data(*train), batching.to_device_data(*validation)
-    out = {}
-    for layer in ("dense", "sparse"):
-        config = TrainConfig(model=ModelConfig(input_layer=layer))
-        out[layer] = {
-            size: step_memory_bytes(
-                make_trainer(dataclasses.replace(config, batch_size=size), train_data, val_data),
-                train_data,
-            )
+    return {
+        layer: {
+            size: step_memory_bytes(TrainConfig(input_layer=layer, batch_size=size), train)
             for size in BATCH_SIZES
         }
-    return out
+        for layer in ("dense", "sparse")
+    }
 
 
 def steps_per_epoch(size: int, num_train: int) -> int:
@@ -137,8 +131,8 @@ def plot(result: SweepResult, num_train: int, path) -> None:
 
 def run(args: argparse.Namespace) -> None:
     this = lesson.Run.from_args("lesson_batch_size", args)
-    train, validation = this.data(args)
-    memory = step_memory(train, validation)
+    train, _ = this.data(args)
+    memory = step_memory(train)
     this.write_info(step_memory_bytes=memory)
     result = this.sweep(args, TrainConfig(), {"batch_size": BATCH_SIZES}, "batch_size")
     num_train = len(train[1])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 
 from jaxlab import lesson
-from jaxlab.models import ModelConfig
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import TrainConfig
 
@@ -84,10 +83,7 @@ def judge(result: SweepResult) -> list[lesson.Claim]:
 def run(args: argparse.Namespace) -> None:
     this = lesson.Run.from_args("lesson_capacity", args)
     this.write_info(parameters={"-".join(map(str, s)): parameter_count(s) for s in SHAPES})
-    layer = lesson.wide_first_layer()
-    this.write_info(input_layer=layer)
-    base = TrainConfig(model=ModelConfig(input_layer=layer))
-    result = this.sweep(args, base, {"hidden": SHAPES}, "capacity")
+    result = this.sweep(args, TrainConfig(), {"hidden": SHAPES}, "capacity")
     this.finish({"capacity": result}, judge(result), "1-4 hidden layers and neurons")
 
 

@@ -19,7 +19,6 @@ import numpy as np
 
 from jaxlab import lesson
 from jaxlab.errors import ConfigError
-from jaxlab.models import ModelConfig
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import TrainConfig
 
@@ -159,10 +158,7 @@ def run(args: argparse.Namespace) -> None:
         if args.capacity_epochs < 1:
             raise ConfigError(f"--capacity-epochs must be positive, got {args.capacity_epochs}")
         epochs = this.epochs if this.quick else args.capacity_epochs
-        layer = lesson.wide_first_layer()
-        this.write_info(input_layer=layer)
-        base = TrainConfig(model=ModelConfig(input_layer=layer))
-        capacity = this.sweep(args, base, {"hidden": SIZES}, "capacity", epochs=epochs)
+        capacity = this.sweep(args, TrainConfig(), {"hidden": SIZES}, "capacity", epochs=epochs)
     remedies = this.sweep(
         args, TrainConfig(), {"l2": [0.0, 0.001], "dropout": [0.0, 0.5]}, "remedies"
     )

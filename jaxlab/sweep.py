@@ -141,7 +141,7 @@ def _device_data(config: TrainConfig, split: tuple[Any, Any], sharding) -> Any:
     return jax.device_put(data, sharding)
 
 
-def train_models(
+def run_sweep(
     base: TrainConfig,
     grid: Mapping[str, Sequence],
     seeds: Sequence[int],
@@ -153,11 +153,26 @@ def train_models(
     check_memory: bool = True,
     keep_params: bool = False,
     verbose: bool = True,
-    callback: Callable[[SweepResult, Any], None] | None = None,
+    on_epoch_end: Callable[[SweepResult], None] | None = None,
     label: str | None = None,
-) -> tuple[SweepResult, Any]:
-    """:func:`run_sweep`, also returning the last group's final state (models first, padded
-    to a multiple of the device count); ``callback(result, state)`` runs after every epoch."""
+) -> SweepResult:
+    """Trains every model of ``grid x seeds``; returns their histories with named axes.
+
+    Args:
+      base: the configuration each model starts from.
+      grid: ``{name: values}``; see the module docstring for what can be swept.
+      seeds: each model's seed sets its initialization (and, with ``data_order="per_model"``,
+        its data order and dropout).
+      train, validation: ``(inputs, labels)`` in the model's input form.
+      data_order: ``"shared"``: every model sees the same batches, shuffled from
+        ``data_seed`` (cheapest); ``"per_model"``: fully independent replicates, each equal to
+        ``fit`` with its seed.
+      check_memory: refuse a sweep whose estimated memory exceeds what a device has.
+      keep_params: keep every model's final parameters (``SweepResult.params_of``).
+      on_epoch_end: called with the partial result after every epoch (e.g. to save it); its
+        ``state`` is the running group's :class:`~jaxlab.TrainState`, models first.
+      label: the progress bar's text (default: the group and its model count).
+    """
     from tqdm.auto import tqdm
 
     if data_order not in DATA_ORDERS:
@@ -171,7 +186,6 @@ def train_models(
     by_model = NamedSharding(mesh, PartitionSpec("models"))
     datasets: dict[tuple, tuple] = {}
     result = SweepResult.empty(base, grid, seeds, data_order, data_seed)
-    state = None
     for number, group in enumerate(groups):
         config = group.config
         key = (MODELS.get(config.model).inputs, config.loss)
@@ -225,67 +239,19 @@ def train_models(
                 }
             )
             bar.set_postfix(_postfix(result, values, count))
-            if callback is not None:
-                callback(result, state)
+            result.state = state
+            if on_epoch_end is not None:
+                on_epoch_end(result)
         if keep_params:
             params = jax.tree.map(lambda leaf, n=count: np.asarray(leaf)[:n], state.params)
             result.final_params.append((group.fixed, group.vmapped, params))
-    return result, state
+    return result
 
 
 def _postfix(result: SweepResult, values: list[np.ndarray], count: int) -> dict[str, Any]:
     if count == 1:
         return {name: f"{float(v[0]):.4f}" for name, v in zip(METRICS, values, strict=True)}
     return {"diverged": int(result.diverged_count())}
-
-
-def run_sweep(
-    base: TrainConfig,
-    grid: Mapping[str, Sequence],
-    seeds: Sequence[int],
-    train: tuple[Any, Any],
-    validation: tuple[Any, Any],
-    *,
-    data_order: str = "shared",
-    data_seed: int = 0,
-    check_memory: bool = True,
-    keep_params: bool = False,
-    verbose: bool = True,
-    on_epoch_end: Callable[[SweepResult], None] | None = None,
-) -> SweepResult:
-    """Trains every model of ``grid x seeds``; returns their histories with named axes.
-
-    Args:
-      base: the configuration each model starts from.
-      grid: ``{name: values}``; see the module docstring for what can be swept.
-      seeds: each model's seed sets its initialization (and, with ``data_order="per_model"``,
-        its data order and dropout).
-      train, validation: ``(inputs, labels)`` in the model's input form.
-      data_order: ``"shared"``: every model sees the same batches, shuffled from
-        ``data_seed`` (cheapest); ``"per_model"``: fully independent replicates, each equal to
-        ``fit`` with its seed.
-      check_memory: refuse a sweep whose estimated memory exceeds what a device has.
-      keep_params: keep every model's final parameters (``SweepResult.params_of``).
-      on_epoch_end: called with the partial result after every epoch (e.g. to save it).
-    """
-
-    def callback(result: SweepResult, state: Any) -> None:
-        if on_epoch_end is not None:
-            on_epoch_end(result)
-
-    return train_models(
-        base,
-        grid,
-        seeds,
-        train,
-        validation,
-        data_order=data_order,
-        data_seed=data_seed,
-        check_memory=check_memory,
-        keep_params=keep_params,
-        verbose=verbose,
-        callback=callback,
-    )[0]
 
 
 def step_memory_bytes(config: TrainConfig, train: tuple[Any, Any]) -> int:
@@ -298,10 +264,14 @@ def step_memory_bytes(config: TrainConfig, train: tuple[Any, Any]) -> int:
     _, hyper = hyperparameters_of(group, [0])
     program = _program(group, data, data, 1)
     keys = _init_keys(np.zeros(1, int))
-    state = jax.eval_shape(lambda h, k: engine.init_models(program, h, k, data), hyper, keys)
+    models = jax.eval_shape(lambda h, k: engine.init_models(program, h, k, data), hyper, keys)
+    state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), models)
+
+    def step(state, hyper, rows_B, key):
+        batch = program.batch(data, rows_B, program.train_room)
+        return program.train_step(hyper)(state, batch, key)
+
     rows = jax.ShapeDtypeStruct((program.batch_size,), jnp.int32)
-    key = jax.random.key(0)
-    lowered = jax.jit(engine.train_steps, static_argnums=(0, 1)).lower(
-        program, False, state, hyper, data, rows, key, 0
-    )
+    one = {name: values[0] for name, values in hyper.items()}
+    lowered = jax.jit(step).lower(state, one, rows, jax.random.key(0))
     return int(lowered.compile().memory_analysis().temp_size_in_bytes)

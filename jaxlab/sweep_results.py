@@ -35,6 +35,8 @@ class SweepResult:
     meta: dict[str, Any]
     timings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     final_params: list[tuple[dict, dict, Any]] = dataclasses.field(default_factory=list)
+    # The running (or last) group's TrainState, models first; not saved.
+    state: Any = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def empty(cls, base, grid: Mapping[str, Sequence], seeds, data_order: str, data_seed: int):
@@ -152,6 +154,7 @@ class SweepResult:
     def save(self, directory: str | os.PathLike) -> None:
         """``histories.npz``, tidy ``histories.csv``, ``summary.csv`` and ``summary.json``."""
         directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
         arrays = {f"history_{metric}": values for metric, values in self.histories.items()}
         arrays["diverged_epoch"] = self.diverged_epoch
         axes_json = json.dumps(to_jsonable(self.axes))

@@ -165,7 +165,7 @@ def fit(
       ``val_accuracy`` and ``seconds`` (wall time of the epoch, compilation included in the
       first), and the final parameters and optimizer state.
     """
-    from jaxlab.sweep import train_models
+    from jaxlab.sweep import run_sweep
 
     shared = data_seed is not None and data_seed != seed
 
@@ -174,12 +174,12 @@ def fit(
         history = {name: [float(v) for v in result.histories[name][0, :done]] for name in METRICS}
         return history | {"seconds": list(result.seconds)}
 
-    def each_epoch(result, state) -> None:
+    def each_epoch(result) -> None:
         if on_epoch_end is not None:
-            one = jax.tree.map(lambda leaf: leaf[0], state)
-            on_epoch_end(len(result.seconds) - 1, history_of(result), one)
+            state = jax.tree.map(lambda leaf: leaf[0], result.state)
+            on_epoch_end(len(result.seconds) - 1, history_of(result), state)
 
-    result, state = train_models(
+    result = run_sweep(
         config,
         {},
         [seed],
@@ -188,7 +188,7 @@ def fit(
         data_order="shared" if shared else "per_model",
         data_seed=data_seed if shared else 0,
         verbose=verbose,
-        callback=each_epoch,
+        on_epoch_end=each_epoch,
         label="epochs",
     )
-    return FitResult(history_of(result), jax.tree.map(lambda leaf: leaf[0], state))
+    return FitResult(history_of(result), jax.tree.map(lambda leaf: leaf[0], result.state))
