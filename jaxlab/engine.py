@@ -43,6 +43,9 @@ class Program:
     train_room: int = 0  # nonzeros a gathered training batch holds (sparse, dense)
     eval_room: int = 0
     fused: bool = False  # the first layer's kernel is updated by jaxlab.native.fused
+    # registry.generation() when made: a model, loss or optimizer registered again under its
+    # name (override=True) makes a new program, never a run of the old one.
+    registries: int = 0
 
     @property
     def batch_size(self) -> int:

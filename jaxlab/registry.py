@@ -8,6 +8,19 @@ from typing import Any, Generic, TypeVar
 from jaxlab.errors import ConfigError
 
 T = TypeVar("T")
+# Bumped whenever an entry of any registry is replaced or removed: compiled programs are keyed
+# on it (with the names they use), so a program built with an old entry is never run again.
+_replacements = 0
+
+
+def generation() -> int:
+    """How many registry entries have been replaced or removed so far."""
+    return _replacements
+
+
+def _replaced() -> None:
+    global _replacements
+    _replacements += 1
 
 
 class Registry(Generic[T]):
@@ -34,12 +47,15 @@ class Registry(Generic[T]):
             )
         if self._check is not None:
             self._check(name, factory)
+        if name in self._entries:
+            _replaced()
         self._entries[name] = factory
         return None
 
     def unregister(self, name: str) -> None:
         self.get(name)
         del self._entries[name]
+        _replaced()
 
     def get(self, name: str) -> T:
         try:

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxlab import batching, engine
+from jaxlab import batching, engine, registry
 from jaxlab.engine import Program
 from jaxlab.errors import ConfigError
 from jaxlab.grid import Group, hyperparameters_of, name_of, normalize_grid, plan_groups
@@ -80,6 +80,7 @@ def _program(group: Group, data, validation, models_per_device: int) -> Program:
             else 0
         ),
         fused=fused,
+        registries=registry.generation(),
     )
 
 

@@ -183,3 +183,57 @@ def test_every_optimizer_runs_in_the_baseline_script(
     baseline.main(args)
     table = capsys.readouterr().out.split("| seed |")[1]
     assert "| 0 |" in table and "nan" not in table
+
+
+def test_validation_uses_the_optimizers_eval_params():
+    """A schedule-free optimizer is judged at its evaluation point: with eval_params naming
+    optax's, validation differs from the training point's; a zeroing eval_params gives the
+    untrained logit 0 (loss log 2) whatever was learned."""
+    train, val = splits("bag")
+    zeroed = "user_eval_zero"
+
+    @register_optimizer(zeroed, eval_params=lambda params, state: optax.tree.zeros_like(params))
+    def zero_at_eval(learning_rate: float = 1e-2):
+        return optax.sgd(learning_rate)
+
+    @register_optimizer("user_schedule_free", override=True)
+    def plain(learning_rate: float = 1e-2):
+        return optax.contrib.schedule_free_adamw(learning_rate)
+
+    @register_optimizer(
+        "user_schedule_free_eval",
+        override=True,
+        eval_params=lambda params, state: optax.contrib.schedule_free_eval_params(state, params),
+    )
+    def judged(learning_rate: float = 1e-2):
+        return optax.contrib.schedule_free_adamw(learning_rate)
+
+    try:
+        base = {"model_args": {"hidden": (4,)}, "epochs": 2, "batch_size": 16}
+        history = fit(TrainConfig(optimizer=zeroed, **base), train, val, verbose=False).history
+        np.testing.assert_allclose(history["val_loss"], np.log(2), rtol=1e-6)
+        assert history["loss"][-1] != pytest.approx(np.log(2), rel=1e-3)
+        at_y, at_x = (
+            fit(TrainConfig(optimizer=name, **base), train, val, verbose=False).history
+            for name in ("user_schedule_free", "user_schedule_free_eval")
+        )
+        assert at_y["loss"] == at_x["loss"]  # the same training
+        assert at_y["val_loss"] != at_x["val_loss"]  # judged at another point
+    finally:
+        for name in (zeroed, "user_schedule_free", "user_schedule_free_eval"):
+            OPTIMIZERS.unregister(name)
+
+
+def test_an_optimizer_registered_again_is_the_one_that_runs():
+    train, val = splits("bag")
+    name = "user_overridden_sgd"
+    register_optimizer(name, lambda learning_rate=0.1: optax.sgd(learning_rate), override=True)
+    try:
+        config = TrainConfig(optimizer=name, model_args={"hidden": (4,)}, epochs=2, batch_size=16)
+        moving = fit(config, train, val, verbose=False).history["val_loss"]
+        assert moving[0] != moving[1]
+        register_optimizer(name, lambda learning_rate=0.1: optax.sgd(0.0), override=True)
+        frozen = fit(config, train, val, verbose=False).history["val_loss"]
+        assert frozen[0] == frozen[1]  # the new factory's (no steps), not the compiled old one
+    finally:
+        OPTIMIZERS.unregister(name)
