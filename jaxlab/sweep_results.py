@@ -35,7 +35,9 @@ class SweepResult:
     meta: dict[str, Any]
     timings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     final_params: list[tuple[dict, dict, Any]] = dataclasses.field(default_factory=list)
-    # The running (or last) group's TrainState, models first; not saved.
+    # The running group's TrainState, models first (padded to the device count), as of the
+    # epoch just recorded: read it in on_epoch_end, as the next epoch reuses its buffers.
+    # After the sweep, the last group's final state. Not saved.
     state: Any = dataclasses.field(default=None, repr=False)
 
     @classmethod
