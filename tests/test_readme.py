@@ -3,6 +3,7 @@
 import re
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from conftest import REPO
 from test_experiments import run_script
@@ -66,3 +67,34 @@ def test_readme_scaling_example_standardizes_with_training_statistics(
     column_means = np.bincount(x.indices, x.values, minlength=x.dim) / len(x) - x.shift
     np.testing.assert_allclose(column_means, 0.0, atol=1e-4)
     np.testing.assert_array_equal(x_test.shift, x.shift)  # the training split's statistics
+
+
+def test_readme_extending_examples_run(monkeypatch):
+    """The "A model" and "A loss" blocks, on small synthetic token data instead of IMDB."""
+    import jaxlab
+
+    rng = np.random.default_rng(0)
+
+    def tiny_tokens(num_words=10000, maxlen=256, **_):
+        def split(n):
+            tokens = rng.integers(1, num_words, size=(n, 12)) * (rng.random((n, 12)) < 0.7)
+            return tokens.astype(np.int32), (tokens[:, 0] % 2).astype(np.float32)
+
+        return split(40), split(20)
+
+    monkeypatch.setattr(jaxlab, "load_imdb_tokens", tiny_tokens)
+    namespace = {}
+    try:
+        exec(readme_block("### A model").replace("epochs=10", "epochs=2"), namespace)
+        exec(readme_block("### A loss"), namespace)
+        result = namespace["result"]
+        assert result.histories["val_loss"].shape == (2, 3, 2)
+        assert np.isfinite(result.histories["loss"]).all()
+        assert "smoothed_bce" in jaxlab.LOSSES
+    finally:
+        for registry, name in (
+            (jaxlab.MODELS, "bag_of_embeddings"),
+            (jaxlab.LOSSES, "smoothed_bce"),
+        ):
+            if name in registry:
+                registry.unregister(name)
