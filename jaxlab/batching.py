@@ -157,8 +157,16 @@ def gather_batch(
     must be at least :func:`most_nonzeros` of the batch (the caller checks: entries past it
     would be dropped).
 
-    Returns ``(inputs, labels_B, weights_B)``; padding rows have weight 0.
+    Returns ``(inputs, labels_B, weights_B)``; padding rows have weight 0. Called outside a
+    trace, rows that do not fit are a :class:`ConfigError` (inside one, the caller checks).
     """
+    concrete = not any(isinstance(x, jax.core.Tracer) for x in (rows_B, data.offsets))
+    if concrete and int(most_nonzeros(data, jnp.asarray(rows_B)[None])) > max_nonzeros:
+        needed = int(most_nonzeros(data, jnp.asarray(rows_B)[None]))
+        raise ConfigError(
+            f"these rows have {needed} nonzeros but the batch has room for {max_nonzeros}; "
+            "pass a larger max_nonzeros (batching.most_nonzeros tells how many)"
+        )
     batch_size = rows_B.shape[0]
     valid_B = rows_B >= 0
     safe_B = jnp.where(valid_B, rows_B, 0)

@@ -68,3 +68,18 @@ def test_bad_labels_or_inputs_are_clear_errors():
         batching.to_device_data(np.zeros(3), np.zeros(3), "dense")
     with pytest.raises(ConfigError, match="labels must be finite"):
         batching.to_device_data(np.zeros((2, 3)), np.array([0, np.nan]), "dense")
+
+
+def test_rows_that_do_not_fit_the_batch_are_refused_not_truncated():
+    sequences, labels = make_data()
+    data = batching.to_device_data(sparse_multi_hot(sequences, 30), labels)
+    rows = jnp.arange(8, dtype=jnp.int32)
+    needed = int(batching.most_nonzeros(data, rows[None]))
+    inputs, _, _ = batching.gather_batch(data, rows, needed)
+    np.testing.assert_allclose(
+        inputs.to_dense().sum(), float(np.sum(np.asarray(data.values)[: int(data.offsets[8])]))
+    )
+    with pytest.raises(ConfigError, match=f"these rows have {needed} nonzeros"):
+        batching.gather_batch(data, rows, needed - 1)
+    with pytest.raises(ConfigError, match="room for"):
+        batching.make_batch(data, rows, "sparse", needed - 1)
