@@ -1,9 +1,9 @@
 """Optimizers by name, with Keras 3's defaults and update rules.
 
 Each registry entry is a factory taking numeric hyperparameters as keyword arguments (all with
-defaults) and returning an ``optax.GradientTransformation``. :func:`make_optimizer` wraps it in
-``optax.inject_hyperparams`` so the hyperparameters live in the optimizer state, where a sweep
-can give every model its own values.
+defaults) and returning an ``optax.GradientTransformation``. Training calls it through
+:func:`build_optimizer` inside the vmap over a sweep's models, with each model's own (traced)
+values; :func:`make_optimizer` wraps it in ``optax.inject_hyperparams`` for use elsewhere.
 
 Where optax's rule differs from Keras 3's (Adam's epsilon, Nadam's momentum schedule), the Keras
 rule is written here as an optax transformation (:func:`scale_by_keras_adam`,
