@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 import jaxlab
-from jaxlab import cli, results
+from jaxlab import cli
 
 MODEL, LOSS = "wide_and_deep", "hinge"
 SEEDS = (0, 1, 2)
@@ -89,24 +89,18 @@ def sweep(
     )
 
 
-def parse_floats(text: str) -> list[float]:
-    try:
-        return [float(value) for value in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1e-3,3e-4, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2000 reviews per split, 4 epochs")
-    parser.add_argument("--limit", type=int, default=None, help="first N reviews per split")
-    parser.add_argument("--epochs", type=int, default=None, help="default 10 (4 with --quick)")
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--hidden", type=int, default=16, help="width of the deep part")
-    parser.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds 0..N-1")
-    parser.add_argument(
-        "--learning-rates", type=parse_floats, default=list(LEARNING_RATES), help="e.g. 1e-3,3e-4"
+    cli.add_sweep_args(
+        parser,
+        quick="2000 reviews per split, 4 epochs",
+        epochs=10,
+        batch_size=512,
+        seeds=len(SEEDS),
+        learning_rates=list(LEARNING_RATES),
     )
+    parser.add_argument("--limit", type=int, default=None, help="first N reviews per split")
+    parser.add_argument("--hidden", type=int, default=16, help="width of the deep part")
     cli.add_data_args(parser)
     return parser
 
@@ -119,20 +113,19 @@ def main(args: argparse.Namespace) -> jaxlab.SweepResult:
     config = make_config(
         model=model, loss=loss, hidden=args.hidden, epochs=epochs, batch_size=args.batch_size
     )
-    run_dir = results.new_run_dir(args.out, MODEL)
-    result = sweep(
-        train,
-        test,
-        config=config,
-        seeds=range(args.seeds),
-        learning_rates=args.learning_rates,
-        verbose=not args.quiet,
-        on_epoch_end=lambda partial: partial.save(run_dir),
+    return cli.sweep_into_folder(
+        args.out,
+        MODEL,
+        lambda on_epoch_end: sweep(
+            train,
+            test,
+            config=config,
+            seeds=range(args.seeds),
+            learning_rates=args.learning_rates,
+            verbose=not args.quiet,
+            on_epoch_end=on_epoch_end,
+        ),
     )
-    result.save(run_dir)
-    print(jaxlab.summary_table(result))
-    print(f"results in {run_dir}")
-    return result
 
 
 if __name__ == "__main__":

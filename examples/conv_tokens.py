@@ -39,7 +39,7 @@ import numpy as np
 from flax import linen as nn
 
 import jaxlab
-from jaxlab import cli, results
+from jaxlab import cli
 
 MODEL = "conv_tokens"
 SEEDS = (0, 1, 2)
@@ -116,26 +116,20 @@ def sweep(
     )
 
 
-def parse_floats(text: str) -> list[float]:
-    try:
-        return [float(value) for value in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1e-3,3e-3, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2000 reviews per split, 3 epochs")
+    cli.add_sweep_args(
+        parser,
+        quick="2000 reviews per split, 3 epochs",
+        epochs=10,
+        batch_size=128,
+        seeds=len(SEEDS),
+        learning_rates=list(LEARNING_RATES),
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N reviews per split")
-    parser.add_argument("--epochs", type=int, default=None, help="default 10 (3 with --quick)")
-    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--maxlen", type=int, default=256, help="tokens kept per review")
     parser.add_argument("--features", type=int, default=32, help="convolution filters")
     parser.add_argument("--kernel", type=int, default=5, help="convolution width in tokens")
-    parser.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds 0..N-1")
-    parser.add_argument(
-        "--learning-rates", type=parse_floats, default=list(LEARNING_RATES), help="e.g. 1e-3,3e-3"
-    )
     parser.add_argument(
         "--scan-epoch", action="store_true", help="run each epoch as one lax.scan (slower here)"
     )
@@ -156,20 +150,21 @@ def main(args: argparse.Namespace) -> jaxlab.SweepResult:
         epochs=epochs,
         batch_size=args.batch_size,
     )
-    run_dir = results.new_run_dir(args.out, MODEL)
-    result = sweep(
-        train,
-        test,
-        config=config,
-        seeds=range(args.seeds),
-        learning_rates=args.learning_rates,
-        verbose=not args.quiet,
-        on_epoch_end=lambda partial: partial.save(run_dir),
+    result = cli.sweep_into_folder(
+        args.out,
+        MODEL,
+        lambda on_epoch_end: sweep(
+            train,
+            test,
+            config=config,
+            seeds=range(args.seeds),
+            learning_rates=args.learning_rates,
+            verbose=not args.quiet,
+            on_epoch_end=on_epoch_end,
+        ),
     )
-    result.save(run_dir)
-    print(jaxlab.summary_table(result))
     later = result.seconds[1:] or result.seconds
-    print(f"median epoch {np.median(later):.2f} s (scan_epoch={config.scan_epoch}); in {run_dir}")
+    print(f"median epoch {np.median(later):.2f} s (scan_epoch={config.scan_epoch})")
     return result
 
 

@@ -22,7 +22,7 @@ import jax
 import optax
 
 import jaxlab
-from jaxlab import cli, results
+from jaxlab import cli
 
 LOSS = "smoothed_bce"
 SMOOTHING = 0.1
@@ -67,11 +67,14 @@ def sweep(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2000 reviews per split, 4 epochs")
+    cli.add_sweep_args(
+        parser,
+        quick="2000 reviews per split, 4 epochs",
+        epochs=10,
+        batch_size=512,
+        seeds=len(SEEDS),
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N reviews per split")
-    parser.add_argument("--epochs", type=int, default=None, help="default 10 (4 with --quick)")
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds 0..N-1")
     cli.add_data_args(parser)
     return parser
 
@@ -81,20 +84,20 @@ def main(args: argparse.Namespace) -> jaxlab.SweepResult:
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else 10)
     train, test = jaxlab.load_imdb_multi_hot(args.num_words, args.data_dir, limit)
     config = make_config(epochs=epochs, batch_size=args.batch_size)
-    run_dir = results.new_run_dir(args.out, "label_smoothing")
-    result = sweep(
-        train,
-        test,
-        config=config,
-        losses=["binary_crossentropy", register()],
-        seeds=range(args.seeds),
-        verbose=not args.quiet,
-        on_epoch_end=lambda partial: partial.save(run_dir),
+    losses = ["binary_crossentropy", register()]
+    return cli.sweep_into_folder(
+        args.out,
+        "label_smoothing",
+        lambda on_epoch_end: sweep(
+            train,
+            test,
+            config=config,
+            losses=losses,
+            seeds=range(args.seeds),
+            verbose=not args.quiet,
+            on_epoch_end=on_epoch_end,
+        ),
     )
-    result.save(run_dir)
-    print(jaxlab.summary_table(result))
-    print(f"results in {run_dir}")
-    return result
 
 
 if __name__ == "__main__":

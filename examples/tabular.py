@@ -21,7 +21,7 @@ import numpy as np
 from flax import linen as nn
 
 import jaxlab
-from jaxlab import cli, results
+from jaxlab import cli
 from jaxlab.models import dropout, is_zero
 
 MODEL = "tabular_mlp"
@@ -99,26 +99,20 @@ def sweep(
     )
 
 
-def parse_floats(text: str) -> list[float]:
-    try:
-        return [float(value) for value in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1e-3,1e-2, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 epochs")
+    cli.add_sweep_args(
+        parser,
+        quick="5 epochs",
+        epochs=20,
+        batch_size=128,
+        seeds=len(SEEDS),
+        learning_rates=list(LEARNING_RATES),
+    )
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic table")
-    parser.add_argument("--epochs", type=int, default=None, help="default 20 (5 with --quick)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds 0..N-1")
-    parser.add_argument(
-        "--learning-rates", type=parse_floats, default=list(LEARNING_RATES), help="e.g. 1e-3,1e-2"
-    )
-    parser.add_argument("--dropout", type=parse_floats, default=None, help="e.g. 0,0.2")
+    parser.add_argument("--dropout", type=cli.parse_floats, default=None, help="e.g. 0,0.2")
     parser.add_argument("--out", default="results", help="results root")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -128,21 +122,20 @@ def main(args: argparse.Namespace) -> jaxlab.SweepResult:
     train, validation = make_dataset(args.rows, args.features, args.data_seed)
     epochs = args.epochs or (5 if args.quick else 20)
     config = make_config(model=register(), epochs=epochs, batch_size=args.batch_size)
-    run_dir = results.new_run_dir(args.out, "tabular")
-    result = sweep(
-        train,
-        validation,
-        config=config,
-        seeds=range(args.seeds),
-        learning_rates=args.learning_rates,
-        dropouts=args.dropout,
-        verbose=not args.quiet,
-        on_epoch_end=lambda partial: partial.save(run_dir),
+    return cli.sweep_into_folder(
+        args.out,
+        "tabular",
+        lambda on_epoch_end: sweep(
+            train,
+            validation,
+            config=config,
+            seeds=range(args.seeds),
+            learning_rates=args.learning_rates,
+            dropouts=args.dropout,
+            verbose=not args.quiet,
+            on_epoch_end=on_epoch_end,
+        ),
     )
-    result.save(run_dir)
-    print(jaxlab.summary_table(result))
-    print(f"results in {run_dir}")
-    return result
 
 
 if __name__ == "__main__":

@@ -161,8 +161,8 @@ def gather_batch(
     trace, rows that do not fit are a :class:`ConfigError` (inside one, the caller checks).
     """
     concrete = not any(isinstance(x, jax.core.Tracer) for x in (rows_B, data.offsets))
-    if concrete and int(most_nonzeros(data, jnp.asarray(rows_B)[None])) > max_nonzeros:
-        needed = int(most_nonzeros(data, jnp.asarray(rows_B)[None]))
+    needed = int(most_nonzeros(data, jnp.asarray(rows_B)[None])) if concrete else 0
+    if needed > max_nonzeros:
         raise ConfigError(
             f"these rows have {needed} nonzeros but the batch has room for {max_nonzeros}; "
             "pass a larger max_nonzeros (batching.most_nonzeros tells how many)"

@@ -88,3 +88,47 @@ def run(
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"{parser.prog}: interrupted; results written so far are kept\n")
+
+
+def parse_floats(text: str) -> list[float]:
+    """``"1e-3,3e-3"`` -> ``[0.001, 0.003]`` (an argparse ``type``)."""
+    try:
+        return [float(value) for value in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1e-3,3e-3, got {text!r}") from None
+
+
+def add_sweep_args(
+    parser: argparse.ArgumentParser,
+    *,
+    quick: str,
+    epochs: int,
+    batch_size: int,
+    seeds: int,
+    learning_rates: list[float] | None = None,
+) -> None:
+    """The options a small sweep script shares: ``--quick`` (what it does: ``quick``),
+    ``--epochs`` (default ``epochs``), ``--batch-size``, ``--seeds`` and ``--learning-rates``."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--epochs", type=int, default=None, help=f"default {epochs}")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--seeds", type=int, default=seeds, help="seeds 0..N-1")
+    if learning_rates is not None:
+        example = ",".join(f"{rate:g}" for rate in learning_rates)
+        parser.add_argument(
+            "--learning-rates", type=parse_floats, default=learning_rates, help=f"e.g. {example}"
+        )
+
+
+def sweep_into_folder(out: str, name: str, run: Callable):
+    """``run(on_epoch_end)`` (a :func:`jaxlab.run_sweep` call) saving into a new folder under
+    ``out`` after every epoch and at the end; prints the summary table. Returns the result."""
+    from jaxlab import results
+    from jaxlab.sweep_results import summary_table
+
+    run_dir = results.new_run_dir(out, name)
+    result = run(lambda partial: partial.save(run_dir))
+    result.save(run_dir)
+    print(summary_table(result))
+    print(f"results in {run_dir}")
+    return result
