@@ -128,16 +128,16 @@ def main(args: argparse.Namespace) -> jaxlab.SweepResult:
         batch_size=args.batch_size,
     )
     return cli.sweep_into_folder(
-        args.out,
+        args,
         MODEL,
-        lambda on_epoch_end: sweep(
+        lambda **saving: sweep(
             train,
             test,
             config=config,
             seeds=range(args.seeds),
             learning_rates=args.learning_rates,
             verbose=not args.quiet,
-            on_epoch_end=on_epoch_end,
+            **saving,
         ),
     )
 

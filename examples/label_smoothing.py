@@ -86,16 +86,16 @@ def main(args: argparse.Namespace) -> jaxlab.SweepResult:
     config = make_config(epochs=epochs, batch_size=args.batch_size)
     losses = ["binary_crossentropy", register()]
     return cli.sweep_into_folder(
-        args.out,
+        args,
         "label_smoothing",
-        lambda on_epoch_end: sweep(
+        lambda **saving: sweep(
             train,
             test,
             config=config,
             losses=losses,
             seeds=range(args.seeds),
             verbose=not args.quiet,
-            on_epoch_end=on_epoch_end,
+            **saving,
         ),
     )
 

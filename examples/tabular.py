@@ -123,9 +123,9 @@ def main(args: argparse.Namespace) -> jaxlab.SweepResult:
     epochs = args.epochs or (5 if args.quick else 20)
     config = make_config(model=register(), epochs=epochs, batch_size=args.batch_size)
     return cli.sweep_into_folder(
-        args.out,
+        args,
         "tabular",
-        lambda on_epoch_end: sweep(
+        lambda **saving: sweep(
             train,
             validation,
             config=config,
@@ -133,7 +133,7 @@ def main(args: argparse.Namespace) -> jaxlab.SweepResult:
             learning_rates=args.learning_rates,
             dropouts=args.dropout,
             verbose=not args.quiet,
-            on_epoch_end=on_epoch_end,
+            **saving,
         ),
     )
 

@@ -18,9 +18,10 @@ import time
 import numpy as np
 
 import jaxlab
-from jaxlab import cli, plotting, results
+from jaxlab import cli, distributed, plotting, results
 from jaxlab.layers import INPUT_LAYERS
 from jaxlab.models import summary
+from jaxlab.sweep_results import divergence_note
 from jaxlab.train import TrainConfig, fit
 
 
@@ -42,7 +43,13 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def lesson_numbers(history: dict) -> dict:
-    """The numbers the lesson's figure is read for."""
+    """The numbers the lesson's figure is read for; for a model that diverged, only when and
+    why (its other numbers are not results)."""
+    seconds = float(np.median(history["seconds"][1:] or history["seconds"]))
+    if "diverged_epoch" in history:
+        epoch = history["diverged_epoch"]
+        note = divergence_note(history, epoch)
+        return {"diverged_epoch": epoch + 1, "diverged": note, "median_epoch_seconds": seconds}
     best, peak = int(np.argmin(history["val_loss"])), int(np.argmax(history["val_accuracy"]))
     return {
         "min_val_loss": history["val_loss"][best],
@@ -52,7 +59,7 @@ def lesson_numbers(history: dict) -> dict:
         "final_accuracy": history["accuracy"][-1],
         "final_val_loss": history["val_loss"][-1],
         "final_val_accuracy": history["val_accuracy"][-1],
-        "median_epoch_seconds": float(np.median(history["seconds"][1:] or history["seconds"])),
+        "median_epoch_seconds": seconds,
     }
 
 
@@ -85,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-size", type=int, default=None, help="use only the first N reviews of each split"
     )
     cli.add_data_args(parser)
+    cli.add_run_args(parser)
     return parser
 
 
@@ -121,12 +129,15 @@ def main(args: argparse.Namespace) -> None:
     x_train = jaxlab.sparse_multi_hot(train_data, args.num_words)
     x_test = jaxlab.sparse_multi_hot(test_data, args.num_words)
 
-    run_dir = results.new_run_dir(args.out, "imdb_baseline")
+    run_dir = cli.run_dir(args, "imdb_baseline")
+    main_process = distributed.is_main()
     start = time.perf_counter()
     rows = {}
     for seed in args.seed:
 
         def save(epoch: int, history: dict, state=None, seed=seed) -> None:
+            if not main_process:
+                return
             results.write_json(run_dir / f"history-seed{seed}.json", history)
             results.write_run_info(
                 run_dir,
@@ -145,16 +156,30 @@ def main(args: argparse.Namespace) -> None:
             seed=seed,
             verbose=not args.quiet,
             on_epoch_end=save,
+            checkpoint_dir=run_dir / "checkpoints" / f"seed{seed}",
+            checkpoint_every=args.checkpoint_every,
+            resume=bool(args.resume),
         )
-        if seed == args.seed[0]:
+        if seed == args.seed[0] and main_process:
             print(summary(state.params))
-        plotting.plot_history(history, run_dir / f"curves-seed{seed}.png")
+        if main_process:
+            plotting.plot_history(history, run_dir / f"curves-seed{seed}.png")
         rows[seed] = lesson_numbers(history)
         save(config.epochs - 1, history)
     table = numbers_table(rows)
+    if not main_process:
+        return
     (run_dir / "summary.md").write_text(table + "\n")
     print(table)
     print(f"peak memory {peak_rss_mib():.0f} MiB; results in {run_dir}")
+    diverged = [
+        f"seed {seed} diverged at epoch {r['diverged_epoch']} ({r['diverged']})"
+        for seed, r in rows.items()
+        if "diverged" in r
+    ]
+    if diverged:
+        smaller = "--learning-rate or --l2" if args.l2 else "--learning-rate"
+        raise SystemExit(f"imdb_baseline.py: {'; '.join(diverged)}; try a smaller {smaller}")
 
 
 def peak_rss_mib() -> float:
@@ -170,6 +195,12 @@ def numbers_table(rows: dict[int, dict]) -> str:
     )
     lines = [header, "|---|---|---|---|---|---|"]
     for seed, r in rows.items():
+        if "diverged" in r:
+            lines.append(
+                f"| {seed} | diverged at epoch {r['diverged_epoch']} ({r['diverged']}) "
+                f"| - | - | - | {r['median_epoch_seconds']:.3f} |"
+            )
+            continue
         lines.append(
             f"| {seed} | {r['min_val_loss']:.4f} ({r['epoch_min_val_loss']}) "
             f"| {r['peak_val_accuracy']:.4f} ({r['epoch_peak_val_accuracy']}) "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from jaxlab import cli, plotting, results
+from jaxlab import cli, distributed, plotting, results
 from jaxlab.imdb import load_imdb_multi_hot
 from jaxlab.sweep import run_sweep
 from jaxlab.sweep_results import summary_table
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--band", choices=("std", "minmax"), default="std")
     parser.add_argument("--limit", type=int, default=None, help="first N reviews per split")
     cli.add_data_args(parser)
+    cli.add_run_args(parser)
     return parser
 
 
@@ -52,10 +53,12 @@ def main(args: argparse.Namespace) -> None:
     )
     grid = {"kernel_init": [name.strip() for name in args.inits.split(",") if name.strip()]}
     train, test = load_imdb_multi_hot(args.num_words, args.data_dir, args.limit)
-    run_dir = results.new_run_dir(args.out, "imdb_overfitting")
+    run_dir = cli.run_dir(args, "imdb_overfitting")
     start = time.perf_counter()
 
     def save(result) -> None:
+        if not distributed.is_main():
+            return
         result.save(run_dir)
         results.write_run_info(
             run_dir,
@@ -65,6 +68,8 @@ def main(args: argparse.Namespace) -> None:
             seeds=list(range(args.seeds)),
             data_order=args.data_order,
             wall_seconds=time.perf_counter() - start,
+            progress=result.progress(),
+            epoch_seconds=result.seconds,
         )
 
     result = run_sweep(
@@ -76,8 +81,13 @@ def main(args: argparse.Namespace) -> None:
         data_order=args.data_order,
         verbose=not args.quiet,
         on_epoch_end=save,
+        checkpoint_dir=run_dir / "checkpoints",
+        checkpoint_every=args.checkpoint_every,
+        resume=bool(args.resume),
     )
     save(result)
+    if not distributed.is_main():
+        return
     plotting.plot_bands(
         result.curves(),
         run_dir / "bands.png",

@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from jaxlab import lesson, plotting
+from jaxlab import distributed, lesson, plotting
 from jaxlab.sweep import step_memory_bytes
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import TrainConfig
@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> None:
     this.write_info(step_memory_bytes=memory)
     result = this.sweep(args, TrainConfig(), {"batch_size": BATCH_SIZES}, "batch_size")
     num_train = len(train[1])
-    plot(result, num_train, this.directory / "val_loss-against.png")
+    if distributed.is_main():
+        plot(result, num_train, this.directory / "val_loss-against.png")
     this.finish({"batch_size": result}, judge(result, memory, num_train), "1-1 batch size")
 
 

@@ -82,7 +82,8 @@ def judge(result: SweepResult) -> list[lesson.Claim]:
 
 def run(args: argparse.Namespace) -> None:
     this = lesson.Run.from_args("lesson_capacity", args)
-    this.write_info(parameters={"-".join(map(str, s)): parameter_count(s) for s in SHAPES})
+    counts = {"-".join(map(str, s)): parameter_count(s, args.num_words) for s in SHAPES}
+    this.write_info(parameters=counts)
     result = this.sweep(args, TrainConfig(), {"hidden": SHAPES}, "capacity")
     this.finish({"capacity": result}, judge(result), "1-4 hidden layers and neurons")
 

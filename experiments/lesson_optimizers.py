@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from jaxlab import lesson, plotting
+from jaxlab import distributed, lesson, plotting
 from jaxlab.errors import ConfigError
 from jaxlab.optim import OPTIMIZERS, optimizer_defaults
 from jaxlab.sweep_results import SweepResult
@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> None:
         default = optimizer_defaults(name)["learning_rate"]
         grid = {"learning_rate": [default / 10, default, default * 10]}
         sweeps[name] = this.sweep(args, TrainConfig(optimizer=name), grid, name)
-    plot_at_default(sweeps, this.directory / "loss-at-default.png")
+    if distributed.is_main():
+        plot_at_default(sweeps, this.directory / "loss-at-default.png")
     this.finish(sweeps, judge(sweeps), "1-7 optimizers")
 
 

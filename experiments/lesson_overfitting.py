@@ -14,10 +14,11 @@ improvement.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
-from jaxlab import lesson
+from jaxlab import lesson, results
 from jaxlab.errors import ConfigError
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import TrainConfig
@@ -53,6 +54,12 @@ def reused_capacity(path: str) -> SweepResult:
         raise ConfigError(f"--capacity-from: no saved sweep in {path}") from None
     if "hidden" not in result.names:
         raise ConfigError(f"--capacity-from: {path} is not a sweep over hidden layer sizes")
+    status = results.run_status(Path(path).parent)
+    if not result.meta.get("complete", status == "complete"):
+        raise ConfigError(
+            f"--capacity-from: the sweep in {path} is incomplete (its run is {status}); "
+            "resume it with --resume or use a finished one"
+        )
     shapes = [tuple(shape) for shape in result.values("hidden")]
     missing = [size for size in SIZES if size not in shapes]
     if missing:

@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from jaxlab import cli  # noqa: E402
+from jaxlab import cli, results  # noqa: E402
 from jaxlab.errors import ConfigError  # noqa: E402
 
 # In the lesson's order. lesson_overfitting reuses lesson_capacity's networks when it can.
@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def finished_run(out: Path, name: str) -> Path | None:
-    """The latest run of ``name`` under ``out`` that wrote its claims."""
+    """The latest complete run of ``name`` under ``out`` (it wrote its claims)."""
     runs = sorted(p.parent for p in out.glob(f"{name}-*/claims.json"))
+    runs = [run for run in runs if results.run_status(run) == "complete"]
     return runs[-1] if runs else None
 
 

@@ -126,7 +126,7 @@ def judge(sweeps: dict[str, SweepResult], ranges: dict[str, dict]) -> list[lesso
 def load_inputs(args: argparse.Namespace, limit: int | None) -> dict[str, tuple]:
     """Each input representation as ``(train, validation)`` with labels."""
     loaded = {
-        kind: load_imdb_features(kind, data_dir=args.data_dir, limit=limit)
+        kind: load_imdb_features(kind, args.num_words, args.data_dir, limit)
         for kind in ("multi_hot", "counts")
     }
     out = {}

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxlab.encoding import SparseFeatures, SparseMultiHot, as_features
+from jaxlab.encoding import SparseFeatures, SparseMultiHot, check_finite, check_rows
 from jaxlab.errors import ConfigError
 from jaxlab.layers import CsrRows, SparseRows
 from jaxlab.native import shuffle
@@ -61,6 +61,31 @@ def _labels(labels, count: int, dtype: str) -> np.ndarray:
     return labels.astype(dtype)
 
 
+INT32_MAX = np.iinfo(np.int32).max
+
+
+def _check_dense(array, form: str) -> None:
+    """Refuses a 2-D float array holding NaN or infinity (as float32, what models read), naming
+    the first one's row and column. One summing pass (about 0.13 s for 25,000 x 10,000); only
+    rows whose sums are not finite are looked at element by element."""
+    if not jnp.issubdtype(array.dtype, jnp.floating):
+        return
+    if isinstance(array, jax.Array):
+        if bool(jnp.isfinite(array.astype(jnp.float32)).all()):
+            return
+        array = np.asarray(array)
+    with np.errstate(all="ignore"):
+        if np.isfinite(np.sum(array, dtype=np.float32)):
+            return
+        for row in np.flatnonzero(~np.isfinite(np.sum(array, axis=1, dtype=np.float32))):
+            bad = np.flatnonzero(~np.isfinite(array[row].astype(np.float32)))
+            if bad.size:  # else only the sum overflowed
+                raise ConfigError(
+                    f"{form} inputs must be finite float32 numbers, got {array[row, bad[0]]} "
+                    f"at row {row}, column {bad[0]}"
+                )
+
+
 def to_device_data(x, labels, form: str = "bag", label_dtype: str = "float32"):
     """``(x, labels)`` as device data for a model reading ``form`` inputs.
 
@@ -76,23 +101,36 @@ def to_device_data(x, labels, form: str = "bag", label_dtype: str = "float32"):
         if form == "tokens" and not integer:
             raise ConfigError(f"tokens inputs must be integers, got {array.dtype}")
         dtype = jnp.int32 if form == "tokens" else jnp.float32
+        _check_dense(array, form)
         return ArrayData(
             jnp.asarray(array, dtype), jnp.asarray(_labels(labels, len(array), label_dtype))
         )
     shift = None
     if isinstance(x, SparseMultiHot | SparseFeatures):
-        x = as_features(x)
-        columns, offsets, dim, values, shift = x.indices, x.offsets, x.dim, x.values, x.shift
+        # Checked when made, and again here: arrays changed in place since would reach the
+        # compiled kernel (which trusts them) or XLA (which clamps out-of-range reads).
+        values, shift = getattr(x, "values", None), getattr(x, "shift", None)
+        check_rows(x.indices, x.offsets, x.dim, values, shift, type(x).__name__)
+        columns, offsets, dim = x.indices, x.offsets, x.dim
+        values = np.ones(len(columns), np.float32) if values is None else values
     elif isinstance(x, np.ndarray | jax.Array) and x.ndim == 2:
         x = np.asarray(x)
         rows, columns = np.nonzero(x)
-        values = x[rows, columns].astype(np.float32)
+        values = x[rows, columns]
         offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(x)))])
+        if values.dtype.kind == "f":
+            check_finite("bag inputs", values, offsets)
+        values = values.astype(np.float32)
         dim = x.shape[1]
     else:
         raise ConfigError(
             "bag inputs must be SparseMultiHot, SparseFeatures or a 2-D array, "
             f"got {type(x).__name__}"
+        )
+    if offsets[-1] > INT32_MAX or dim > INT32_MAX:
+        raise ConfigError(
+            f"bag inputs of {offsets[-1]} nonzeros and {dim} columns do not fit the int32 "
+            f"indices the device data uses (at most {INT32_MAX})"
         )
     return DeviceData(
         jnp.asarray(columns, jnp.int32),

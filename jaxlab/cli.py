@@ -5,14 +5,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from jaxlab.errors import ConfigError, JaxlabError
+from jaxlab.errors import ConfigError, Interrupted, JaxlabError
 
-__all__ = ["ConfigError", "JaxlabError", "add_data_args", "import_user_module", "run"]
+__all__ = [
+    "ConfigError",
+    "JaxlabError",
+    "add_data_args",
+    "add_run_args",
+    "import_user_module",
+    "run",
+    "run_dir",
+]
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +78,98 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """Checkpoints, resuming, and running as one of many processes (:mod:`jaxlab.distributed`)."""
+    runs = parser.add_argument_group("checkpoints and processes")
+    runs.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue an interrupted run in RUN_DIR, with its own arguments (from its run.json)",
+    )
+    runs.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="checkpoint every K epochs (default: after epochs over a few seconds, and at the "
+        "end of every group)",
+    )
+    runs.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one process of a jax.distributed job found by JAX (SLURM, Open MPI, TPU pods)",
+    )
+    runs.add_argument("--coordinator", default=None, metavar="HOST:PORT")
+    runs.add_argument("--num-processes", type=int, default=None, metavar="N")
+    runs.add_argument("--process-id", type=int, default=None, metavar="I")
+
+
+# Options that may differ between a run and its resumption.
+RESUME_OPTIONS = ("resume", "quiet", "distributed", "coordinator", "num_processes", "process_id")
+_RUN: dict[str, Path] = {}  # the run folder of this script (set by run_dir)
+
+
+def _resumed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments of the run in ``args.resume`` (its run.json), with this call's
+    :data:`RESUME_OPTIONS`."""
+    info_path = Path(args.resume) / "run.json"
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"--resume: {args.resume} is not a run folder (no run.json)") from None
+    if "argv" not in info:
+        raise ConfigError(f"--resume: {args.resume} was written before runs could resume")
+    if info.get("status") == "complete":
+        raise ConfigError(f"--resume: the run in {args.resume} is already complete")
+    defaults = parser.parse_args([])  # every option at its default
+    extra = [
+        name
+        for name, value in vars(args).items()
+        if name not in RESUME_OPTIONS and value != getattr(defaults, name, value)
+    ]
+    if extra:
+        raise ConfigError(
+            f"--resume takes the run's arguments from {info_path}; drop --"
+            + ", --".join(name.replace("_", "-") for name in extra)
+        )
+    resumed = parser.parse_args(info["argv"])
+    for name in RESUME_OPTIONS:
+        if hasattr(args, name):
+            setattr(resumed, name, getattr(args, name))
+    resumed.argv = info["argv"]
+    return resumed
+
+
+def run_dir(args: argparse.Namespace, name: str) -> Path:
+    """The script's run folder: ``--resume``'s, else a new one under ``--out`` (made by process
+    0, the same in every process). Its run.json says the run is ``running``."""
+    from jaxlab import distributed, results
+
+    if getattr(args, "resume", None):
+        path = Path(args.resume)
+        experiment = json.loads((path / "run.json").read_text()).get("experiment")
+        if experiment != name:
+            raise ConfigError(f"--resume: {path} is a run of {experiment}, not of {name}")
+    else:
+        made = ""
+        if distributed.is_main():
+            made = str(results.new_run_dir(results.check_out_root(args.out), name))
+        path = Path(distributed.broadcast_text(made))
+    _RUN["dir"] = path
+    if distributed.is_main():
+        argv = getattr(args, "argv", sys.argv[1:])
+        results.write_run_info(path, experiment=name, argv=argv, status="running")
+    return path
+
+
+def _set_status(status: str) -> None:
+    from jaxlab import distributed, results
+
+    if "dir" in _RUN and distributed.is_main():
+        results.write_run_info(_RUN["dir"], status=status)
+
+
 def run(
     main: Callable[[argparse.Namespace], None],
     parser: argparse.ArgumentParser,
@@ -75,19 +177,63 @@ def run(
 ) -> None:
     """Parses arguments and runs ``main``; a user mistake prints one line, not a traceback.
 
-    ``compilation_cache=False`` leaves JAX's persistent cache off (benchmarks time compiling).
+    Starts ``jax.distributed`` when asked (:func:`add_run_args`) or launched by
+    :mod:`jaxlab.launch`, and records in the run folder's run.json (:func:`run_dir`) whether
+    the run is ``complete``, ``interrupted`` or ``failed``. ``compilation_cache=False`` leaves
+    JAX's persistent cache off (benchmarks time compiling).
     """
+    from jaxlab import distributed
+
     args = parser.parse_args()
-    if compilation_cache:
-        enable_compilation_cache()
     try:
+        if getattr(args, "resume", None):
+            args = _resumed(parser, args)
+        distributed.initialize(
+            getattr(args, "coordinator", None),
+            getattr(args, "num_processes", None),
+            getattr(args, "process_id", None),
+            auto=getattr(args, "distributed", False),
+        )
+        if compilation_cache:
+            enable_compilation_cache()
         for spec in getattr(args, "imports", []):
             import_user_module(spec)
         main(args)
+    except Interrupted as error:
+        _set_status("interrupted")
+        where = f"\nresume with: --resume {_RUN['dir']}" if "dir" in _RUN else ""
+        code = 0 if error.signal_name == "SIGTERM" else 130
+        _exit(parser, code, f"{parser.prog}: {error}{where}\n")
     except JaxlabError as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+        _set_status("failed")
+        _exit(parser, 2, f"{parser.prog}: error: {error}\n")
     except KeyboardInterrupt:
-        parser.exit(130, f"{parser.prog}: interrupted; results written so far are kept\n")
+        _set_status("interrupted")
+        _exit(parser, 130, f"{parser.prog}: interrupted; results written so far are kept\n")
+    except BaseException:
+        _set_status("failed")
+        if not _many_processes():
+            raise
+        traceback.print_exc()
+        _exit(parser, 1, "")
+    _set_status("complete")
+
+
+def _many_processes() -> bool:
+    import jax
+
+    return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def _exit(parser: argparse.ArgumentParser, code: int, message: str) -> None:
+    """Exits with ``code``. One of many processes exits at once: JAX's exit handler would wait
+    for the others, which may be waiting for this one (the launcher stops them instead)."""
+    if not _many_processes():
+        parser.exit(code, message)
+    sys.stderr.write(message)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def parse_floats(text: str) -> list[float]:
@@ -118,17 +264,31 @@ def add_sweep_args(
         parser.add_argument(
             "--learning-rates", type=parse_floats, default=learning_rates, help=f"e.g. {example}"
         )
+    add_run_args(parser)
 
 
-def sweep_into_folder(out: str, name: str, run: Callable):
-    """``run(on_epoch_end)`` (a :func:`jaxlab.run_sweep` call) saving into a new folder under
-    ``out`` after every epoch and at the end; prints the summary table. Returns the result."""
-    from jaxlab import results
+def sweep_into_folder(args: argparse.Namespace, name: str, run: Callable):
+    """``run(**saving)`` (a :func:`jaxlab.run_sweep` call given ``saving``: its
+    ``on_epoch_end`` and checkpoint options) into the script's run folder (:func:`run_dir`):
+    saved after every epoch and at the end, checkpointed, resumable with ``--resume``; prints
+    the summary table. Returns the result."""
+    from jaxlab import distributed
     from jaxlab.sweep_results import summary_table
 
-    run_dir = results.new_run_dir(out, name)
-    result = run(lambda partial: partial.save(run_dir))
-    result.save(run_dir)
-    print(summary_table(result))
-    print(f"results in {run_dir}")
+    folder = run_dir(args, name)
+
+    def save(partial) -> None:
+        if distributed.is_main():
+            partial.save(folder)
+
+    result = run(
+        on_epoch_end=save,
+        checkpoint_dir=folder / "checkpoints",
+        checkpoint_every=getattr(args, "checkpoint_every", None),
+        resume=bool(getattr(args, "resume", None)),
+    )
+    save(result)
+    if distributed.is_main():
+        print(summary_table(result))
+        print(f"results in {folder}")
     return result

@@ -23,6 +23,76 @@ def _checked(sequences: Sequences | Iterable[Sequence[int]], dim: int) -> Sequen
     return sequences
 
 
+def _first_row(offsets: np.ndarray, entry: int) -> int:
+    """The row holding entry ``entry`` of a row-compressed array."""
+    return int(np.searchsorted(offsets, entry, side="right")) - 1
+
+
+def check_finite(name: str, array: np.ndarray, offsets: np.ndarray | None = None) -> None:
+    """Refuses a 1-D ``array`` of numbers that are not finite as float32 (what models read);
+    ``offsets`` (row-compressed) name the row of the first one."""
+    if array.dtype.kind not in "biuf":
+        raise ConfigError(f"{name} must be real numbers, got {array.dtype}")
+    if array.dtype.kind != "f":
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(array.astype(np.float32, copy=False))
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        where = f"at row {_first_row(offsets, bad)}" if offsets is not None else f"at {bad}"
+        raise ConfigError(f"{name} must be finite float32 numbers, got {array[bad]} {where}")
+
+
+def check_rows(indices, offsets, dim, values=None, shift=None, what: str = "SparseMultiHot"):
+    """Refuses (:class:`ConfigError`, naming what is wrong) rows that native code or XLA would
+    read out of bounds or turn into NaN: ``offsets`` a 1-D integer array from 0, non-decreasing,
+    ending at the number of ``indices``; ``indices`` integers in ``[0, dim)``; ``values`` (one
+    per index) and ``shift`` (``dim``) finite. Vectorized: about 10 ms for IMDB's 25,000 rows."""
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
+        raise ConfigError(f"{what} dim must be a positive integer, got {dim!r}")
+    indices, offsets = np.asarray(indices), np.asarray(offsets)
+    for name, array in (("offsets", offsets), ("indices", indices)):
+        if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+            raise ConfigError(
+                f"{what} {name} must be a 1-D integer array, got {array.dtype} of shape "
+                f"{array.shape}"
+            )
+    count = len(indices)
+    if offsets.size == 0 or offsets[0] != 0:
+        first = offsets[0] if offsets.size else "nothing"
+        raise ConfigError(f"{what} offsets must start at 0, got {first}")
+    steps = np.diff(offsets)
+    if steps.size and steps.min() < 0:
+        row = int(np.flatnonzero(steps < 0)[0])
+        raise ConfigError(
+            f"{what} offsets must be non-decreasing, got {offsets[row + 1]} after "
+            f"{offsets[row]} at row {row}"
+        )
+    if offsets[-1] != count:
+        raise ConfigError(
+            f"{what} offsets must be non-decreasing and end at {count} (the number of "
+            f"indices), got {offsets[-1]} at row {max(len(offsets) - 2, 0)}"
+        )
+    if count and (indices.min() < 0 or indices.max() >= dim):
+        bad = int(np.flatnonzero((indices < 0) | (indices >= dim))[0])
+        raise ConfigError(
+            f"{what} indices must lie in [0, {dim}) (dim), got {indices[bad]} at row "
+            f"{_first_row(offsets, bad)}"
+        )
+    if values is not None:
+        values = np.asarray(values)
+        if values.shape != (count,):
+            raise ConfigError(
+                f"{what} values must be one per index ({count}), got shape {values.shape}"
+            )
+        check_finite(f"{what} values", values, offsets)
+    if shift is not None:
+        shift = np.asarray(shift)
+        if shift.shape != (dim,):
+            raise ConfigError(f"{what} shift must have dim={dim} values, got shape {shift.shape}")
+        check_finite(f"{what} shift", shift)
+
+
 def multi_hot(sequences: Sequences | Iterable[Sequence[int]], dim: int = 10000) -> np.ndarray:
     """The lesson's ``vectorize_sequences``: row i has ones at the indices of sequence i.
 
@@ -45,6 +115,9 @@ class SparseMultiHot:
     indices: np.ndarray
     offsets: np.ndarray
     dim: int
+
+    def __post_init__(self) -> None:
+        check_rows(self.indices, self.offsets, self.dim)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -106,6 +179,9 @@ class SparseFeatures:
     values: np.ndarray
     dim: int
     shift: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        check_rows(self.indices, self.offsets, self.dim, self.values, self.shift, "SparseFeatures")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

@@ -14,3 +14,11 @@ class ConfigError(JaxlabError, ValueError):
 
 class DataNotFoundError(JaxlabError, FileNotFoundError):
     """The dataset is not prepared where jaxlab looked and could not be downloaded."""
+
+
+class Interrupted(JaxlabError):
+    """A run stopped by SIGINT or SIGTERM after checkpointing; ``--resume`` continues it."""
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name

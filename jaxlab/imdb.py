@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import tempfile
+import threading
+import urllib.parse
+import urllib.request
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -53,24 +58,99 @@ def _is_prepared(builder) -> bool:
     return (Path(builder.data_dir) / "dataset_info.json").exists()
 
 
+HOW = (
+    "Point jaxlab at a prepared TFDS data dir with --data-dir DIR or the TFDS_DATA_DIR "
+    "environment variable (DIR must contain imdb_reviews/plain_text/1.0.0)."
+)
+REACH_TIMEOUT_S = 10.0  # how long the download host gets to answer before we say it is offline
+
+
+def check_data_dir(data_dir: str | os.PathLike | None) -> None:
+    """An explicit data dir must be an existing folder: a mistyped one is never ignored."""
+    if data_dir is None or "://" in str(data_dir):  # default, or a remote (gs://) TFDS dir
+        return
+    if not Path(data_dir).is_dir():
+        what = "is not a folder" if Path(data_dir).exists() else "does not exist"
+        raise DataNotFoundError(
+            f"IMDB data dir {data_dir} {what} (create it to download IMDB into it). {HOW}"
+        )
+
+
+def _unreachable(urls, timeout: float | None = None) -> str | None:
+    """Why no host of ``urls`` (or the proxy for it) accepts a connection within ``timeout``
+    seconds (default :data:`REACH_TIMEOUT_S`), name lookup included; None when one does. Each
+    try runs in a daemon thread, as a name lookup cannot be given a timeout."""
+    timeout = REACH_TIMEOUT_S if timeout is None else timeout
+    problems = []
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+            parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        outcome = [f"no answer within {timeout:g} s"]
+
+        def attempt(address=address, outcome=outcome) -> None:
+            try:
+                socket.create_connection(address, timeout=timeout).close()
+                outcome[0] = None
+            except OSError as error:
+                outcome[0] = f"{type(error).__name__}: {error}"
+
+        thread = threading.Thread(target=attempt, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if outcome[0] is None:
+            return None
+        problems.append(f"cannot reach {address[0]}:{address[1]}: {outcome[0]}")
+    return "; ".join(problems) or None
+
+
+def _paths_under(root: Path) -> set[Path]:
+    """What TFDS may add to ``root`` while preparing IMDB: the root, its downloads, IMDB."""
+    paths = {root} if root.exists() else set()
+    for top in (root / "downloads", root / DATASET.split("/")[0]):
+        for folder, dirs, files in os.walk(top):
+            paths |= {Path(folder)} | {Path(folder) / name for name in dirs + files}
+    return paths
+
+
+def _remove_new(root: Path, before: set[Path]) -> None:
+    """Removes what appeared under ``root`` since ``before`` (shallowest first)."""
+    for path in sorted(_paths_under(root) - before, key=lambda p: len(p.parts)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            path.unlink(missing_ok=True)
+
+
 def _prepared_builder(data_dir: str | os.PathLike | None, download: bool):
     builder = _builder(data_dir)
     if _is_prepared(builder):
         return builder
     where = builder.data_dir
-    how = (
-        "Point jaxlab at a prepared TFDS data dir with --data-dir DIR or the TFDS_DATA_DIR "
-        "environment variable (DIR must contain imdb_reviews/plain_text/1.0.0)."
-    )
     if not download:
-        raise DataNotFoundError(f"IMDB is not prepared at {where}. {how}")
-    try:
-        builder.download_and_prepare()
-    except Exception as error:  # any failure here means: no data, say so plainly
+        raise DataNotFoundError(f"IMDB is not prepared at {where}. {HOW}")
+    problem = _unreachable(list(builder.url_infos or {}))
+    if problem is not None:
+        raise DataNotFoundError(
+            f"IMDB is not prepared at {where} and downloading it failed ({problem}). {HOW}"
+        )
+    import tensorflow_datasets as tfds
+
+    root = Path(where).parents[2]  # <root>/imdb_reviews/plain_text/<version>
+    before = _paths_under(root)
+    try:  # jaxlab reads array_record, which TFDS never takes from its GCS mirror: skip asking
+        config = tfds.download.DownloadConfig(try_download_gcs=False)
+        builder.download_and_prepare(download_config=config)
+    except BaseException as error:  # any failure here means: no data, say so plainly
+        _remove_new(root, before)  # nothing half-made stays in the user's data dir
+        if not isinstance(error, Exception):
+            raise
         first_line = (str(error).strip().splitlines() or [""])[0][:200]
         raise DataNotFoundError(
             f"IMDB is not prepared at {where} and downloading it failed "
-            f"({type(error).__name__}: {first_line}). {how}"
+            f"({type(error).__name__}: {first_line}). {HOW}"
         ) from error
     return builder
 
@@ -80,6 +160,7 @@ def read_reviews(
 ) -> tuple[list[str], np.ndarray]:
     """Raw review texts and 0/1 labels of one split, in TFDS order."""
     check_split(split)
+    check_data_dir(data_dir)
     return _read_split(_prepared_builder(data_dir, download), split)
 
 
@@ -160,7 +241,11 @@ def load_encoded(
     cache_dir: str | os.PathLike | None = None,
     download: bool = True,
 ) -> EncodedImdb:
-    """Both splits with the full vocabulary, from the cache or else from TFDS (then cached)."""
+    """Both splits with the full vocabulary, from the cache or else from TFDS (then cached).
+
+    An explicit ``data_dir`` must exist even when the cache holds the data.
+    """
+    check_data_dir(data_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = _cache_path(cache_dir, VERSION)
     if path.exists():

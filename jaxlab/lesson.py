@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxlab import cli, plotting, results
+from jaxlab import cli, distributed, plotting, results
 from jaxlab.errors import ConfigError
 from jaxlab.imdb import load_imdb_multi_hot
 from jaxlab.sweep import run_sweep
@@ -90,6 +90,7 @@ def parser(description: str, seeds: int = 5, epochs: int = 20) -> argparse.Argum
         f"{QUICK['seeds']} seeds (its verdicts are not evidence)",
     )
     cli.add_data_args(out)
+    cli.add_run_args(out)
     return out
 
 
@@ -113,13 +114,17 @@ class Run:
             seeds, epochs, limit = QUICK["seeds"], QUICK["epochs"], QUICK["limit"]
         if seeds < 1 or epochs < 1:
             raise ConfigError(f"--seeds and --epochs must be positive, got {seeds}, {epochs}")
-        return cls(
-            name, list(range(seeds)), epochs, limit, args.quick, results.new_run_dir(args.out, name)
-        )
+        if args.out is not None and not args.resume:
+            results.check_out_root(args.out)
+        run = cls(name, list(range(seeds)), epochs, limit, args.quick, Path())
+        run.data(args)  # the data is there and readable before a run folder is made
+        run.directory = cli.run_dir(args, name)
+        return run
 
-    def data(self, args: argparse.Namespace, num_words: int = 10000):
-        """IMDB as model inputs, loaded once per script."""
+    def data(self, args: argparse.Namespace, num_words: int | None = None):
+        """IMDB as model inputs, ``num_words`` (default ``--num-words``) wide, loaded once."""
         if not hasattr(self, "_data"):
+            num_words = args.num_words if num_words is None else num_words
             self._data = load_imdb_multi_hot(num_words, args.data_dir, self.limit)
         return self._data
 
@@ -140,11 +145,12 @@ class Run:
         """
         base = dataclasses.replace(base, epochs=epochs or self.epochs)
         directory = self.directory / name
-        directory.mkdir(exist_ok=True)
 
         def save(result: SweepResult) -> None:
-            result.save(directory)
-            self.write_info(**{name: {"base": base, "grid": grid}})
+            if distributed.is_main():
+                result.save(directory)
+            progress = {"epochs_done": len(result.seconds), **result.progress()}
+            self.write_info(**{name: {"base": base, "grid": grid, **progress}})
 
         result = run_sweep(
             base,
@@ -153,6 +159,9 @@ class Run:
             *(data or self.data(args)),
             verbose=not args.quiet,
             on_epoch_end=save,
+            checkpoint_dir=directory / "checkpoints",
+            checkpoint_every=args.checkpoint_every,
+            resume=bool(args.resume),
             **options,
         )
         save(result)
@@ -161,6 +170,8 @@ class Run:
     def write_info(self, **info: Any) -> None:
         """Adds ``info`` to what ``run.json`` records (earlier entries are kept)."""
         self.info.update(info)
+        if not distributed.is_main():
+            return
         results.write_run_info(
             self.directory,
             experiment=self.name,
@@ -172,6 +183,8 @@ class Run:
 
     def finish(self, sweeps: Mapping[str, SweepResult], claims: Sequence[Claim], title: str):
         """Saves a bands figure and a summary per sweep and the claims; prints them."""
+        if not distributed.is_main():
+            return
         summaries = []
         for name, result in sweeps.items():
             figure = self.directory / f"bands-{name}.png"

@@ -14,11 +14,13 @@ User code adds optimizers with :func:`register_optimizer`, without editing jaxla
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxlab.errors import ConfigError
@@ -47,7 +49,70 @@ OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer", check=_check_fact
 # Optimizer name -> ``eval_params(params, opt_state) -> params``: the parameters to evaluate,
 # for optimizers that train at other points than they are judged at (schedule-free).
 EVAL_PARAMS: dict[str, Callable[[Any, Any], Any]] = {}
+# Optimizer name -> {hyperparameter: allowed interval such as "[0, 1)"}; learning_rate is
+# (0, inf) unless declared otherwise, and every other numeric hyperparameter must be finite.
+RANGES: dict[str, dict[str, str]] = {}
 TOTAL_STEPS = "total_steps"  # a factory taking it gets the run's number of steps (schedules)
+POSITIVE, NON_NEGATIVE = "(0, inf)", "[0, inf)"
+DECAY = "[0, 1)"  # a moving average's decay rate: at 1 the average never moves
+_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
+
+
+def _parse_interval(text: str) -> tuple[float, float, bool, bool] | None:
+    """``"[0, 1)"`` -> ``(0.0, 1.0, low_closed, high_closed)``; None if it is not one."""
+    found = _INTERVAL.match(text) if isinstance(text, str) else None
+    if found is None:
+        return None
+    try:
+        low, high = float(found.group(2)), float(found.group(3))
+    except ValueError:
+        return None
+    return (low, high, found.group(1) == "[", found.group(4) == "]") if low < high else None
+
+
+def _checked_ranges(name: str, factory: Any, ranges: dict[str, str]) -> dict[str, str]:
+    if not callable(factory):
+        return {}  # the registry says so
+    takes = inspect.signature(factory).parameters
+    for key, interval in ranges.items():
+        if key not in takes or key == TOTAL_STEPS:
+            raise ConfigError(f"optimizer {name!r}: ranges names {key!r}, not a hyperparameter")
+        if _parse_interval(interval) is None:
+            raise ConfigError(
+                f"optimizer {name!r}: the range of {key} must be an interval like '[0, 1)' "
+                f"or '(0, inf)', got {interval!r}"
+            )
+    return dict(ranges)
+
+
+def check_hyperparameters(name: str, values: dict[str, Any]) -> None:
+    """Refuses (:class:`ConfigError`) a value outside its declared range (see
+    :func:`register_optimizer`), a learning rate that is not positive, or a non-finite number."""
+    ranges = {"learning_rate": POSITIVE} | RANGES.get(name, {})
+    for key, value in values.items():
+        if isinstance(value, jax.core.Tracer):
+            continue  # per-model values inside a sweep; checked before it started
+        interval = ranges.get(key)
+        if interval is None:
+            try:
+                finite = bool(np.all(np.isfinite(np.asarray(value, np.float64))))
+            except (TypeError, ValueError):
+                continue  # not a number: the factory's own business
+            if not finite:
+                raise ConfigError(f"optimizer {name!r}: {key} must be finite, got {value!r}")
+            continue
+        low, high, low_closed, high_closed = _parse_interval(interval)
+        try:
+            if isinstance(value, bool | np.bool_ | str | bytes):
+                raise TypeError
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        inside = number is not None and (low < number or (low_closed and number == low))
+        inside = inside and (number < high or (high_closed and number == high))
+        if not inside:
+            allowed = f"positive, in {interval}" if interval == POSITIVE else f"in {interval}"
+            raise ConfigError(f"optimizer {name!r}: {key} must be {allowed}, got {value!r}")
 
 
 def register_optimizer(
@@ -55,19 +120,27 @@ def register_optimizer(
     factory: OptimizerFactory | None = None,
     *,
     eval_params: Callable[[Any, Any], Any] | None = None,
+    ranges: dict[str, str] | None = None,
     override: bool = False,
 ) -> Any:
     """Registers ``factory(learning_rate=..., **hyperparameters) -> GradientTransformation``
     under ``name`` (as a call or a decorator). Every hyperparameter needs a default; one named
     ``total_steps`` receives the run's number of steps (for schedules) and is not swept.
-    ``eval_params(params, opt_state) -> params`` gives the parameters validation uses."""
+    ``eval_params(params, opt_state) -> params`` gives the parameters validation uses.
+    ``ranges`` maps hyperparameters to their allowed intervals, e.g. ``{"beta": "[0, 1)"}``;
+    undeclared ones need only be finite, and learning_rate positive."""
 
     def add(factory: OptimizerFactory) -> OptimizerFactory:
+        checked = _checked_ranges(name, factory, ranges or {})
         OPTIMIZERS.register(name, factory, override=override)
         if eval_params is not None:
             EVAL_PARAMS[name] = eval_params
         else:
             EVAL_PARAMS.pop(name, None)
+        if checked:
+            RANGES[name] = checked
+        else:
+            RANGES.pop(name, None)
         return factory
 
     return add if factory is None else add(factory)
@@ -160,6 +233,9 @@ def scale_by_keras_nadam(
 
 
 # The registry. Every default is Keras 3's (keras/src/optimizers/*.py), except where noted.
+# Ranges: decays in [0, 1); SGD's momentum in [0, 1] and Lion's beta_1 in (0, 1] as Keras
+# checks them; epsilon positive; weight decay and Adagrad's initial accumulator >= 0.
+ADAM_RANGES = {"beta_1": DECAY, "beta_2": DECAY, "epsilon": POSITIVE}
 
 
 @register_optimizer("sgd")
@@ -168,7 +244,7 @@ def sgd(learning_rate: float = 0.01) -> optax.GradientTransformation:
     return optax.sgd(learning_rate)
 
 
-@register_optimizer("momentum")
+@register_optimizer("momentum", ranges={"momentum": "[0, 1]"})
 def momentum(learning_rate: float = 0.01, momentum: float = 0.9) -> optax.GradientTransformation:
     """Keras 3 ``SGD(momentum=0.9)`` (Keras's default momentum, 0.0, is plain sgd).
 
@@ -178,13 +254,15 @@ def momentum(learning_rate: float = 0.01, momentum: float = 0.9) -> optax.Gradie
     return optax.sgd(learning_rate, momentum=momentum)
 
 
-@register_optimizer("nesterov")
+@register_optimizer("nesterov", ranges={"momentum": "[0, 1]"})
 def nesterov(learning_rate: float = 0.01, momentum: float = 0.9) -> optax.GradientTransformation:
     """Keras 3 ``SGD(momentum=0.9, nesterov=True)``; same note on lr as ``momentum``."""
     return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
 
-@register_optimizer("adagrad")
+@register_optimizer(
+    "adagrad", ranges={"initial_accumulator_value": NON_NEGATIVE, "epsilon": POSITIVE}
+)
 def adagrad(
     learning_rate: float = 1e-3, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7
 ) -> optax.GradientTransformation:
@@ -194,7 +272,7 @@ def adagrad(
     )
 
 
-@register_optimizer("rmsprop")
+@register_optimizer("rmsprop", ranges={"rho": DECAY, "epsilon": POSITIVE})
 def rmsprop(
     learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7
 ) -> optax.GradientTransformation:
@@ -202,7 +280,7 @@ def rmsprop(
     return optax.rmsprop(learning_rate, decay=rho, eps=epsilon)
 
 
-@register_optimizer("rmsprop_keras2")
+@register_optimizer("rmsprop_keras2", ranges={"rho": DECAY, "epsilon": POSITIVE})
 def rmsprop_keras2(
     learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-8
 ) -> optax.GradientTransformation:
@@ -210,7 +288,7 @@ def rmsprop_keras2(
     return optax.rmsprop(learning_rate, decay=rho, eps=epsilon, eps_in_sqrt=False)
 
 
-@register_optimizer("adam")
+@register_optimizer("adam", ranges=ADAM_RANGES)
 def adam(
     learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
 ) -> optax.GradientTransformation:
@@ -220,7 +298,7 @@ def adam(
     )
 
 
-@register_optimizer("adamw")
+@register_optimizer("adamw", ranges=ADAM_RANGES | {"weight_decay": NON_NEGATIVE})
 def adamw(
     learning_rate: float = 1e-3,
     weight_decay: float = 0.004,
@@ -236,7 +314,7 @@ def adamw(
     )
 
 
-@register_optimizer("nadam")
+@register_optimizer("nadam", ranges=ADAM_RANGES)
 def nadam(
     learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
 ) -> optax.GradientTransformation:
@@ -246,7 +324,7 @@ def nadam(
     )
 
 
-@register_optimizer("lion")
+@register_optimizer("lion", ranges={"beta_1": "(0, 1]", "beta_2": DECAY})
 def lion(
     learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.99
 ) -> optax.GradientTransformation:
@@ -279,7 +357,8 @@ def build_optimizer(
 def make_optimizer(name: str, **hyperparameters: float) -> optax.GradientTransformation:
     """The named optimizer with its hyperparameters injected into the state (as float32).
 
-    Unknown hyperparameter names and non-positive learning rates are rejected.
+    Unknown hyperparameter names and values out of range (:func:`check_hyperparameters`) are
+    rejected.
     """
     factory = OPTIMIZERS.get(name)
     defaults = optimizer_defaults(name)
@@ -290,8 +369,7 @@ def make_optimizer(name: str, **hyperparameters: float) -> optax.GradientTransfo
             f"it takes {', '.join(defaults)}"
         )
     values = defaults | {k: v for k, v in hyperparameters.items() if v is not None}
-    if not values["learning_rate"] > 0:
-        raise ConfigError(f"learning_rate must be positive, got {values['learning_rate']}")
+    check_hyperparameters(name, values)
     return keep_dtypes(optax.inject_hyperparams(factory, hyperparam_dtype=jnp.float32)(**values))
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxlab.errors import ConfigError
+
 
 def new_run_dir(root: str | os.PathLike, name: str) -> Path:
     """``root/name-YYYYmmdd-HHMMSS`` (with a suffix if taken), created."""
@@ -28,6 +30,30 @@ def new_run_dir(root: str | os.PathLike, name: str) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a new run directory under {root}")
+
+
+def check_out_root(root: str | os.PathLike) -> Path:
+    """``root`` if results can be written under it (it need not exist yet): refuses, with a
+    one-line :class:`ConfigError`, a root that is (or lies under) a file or is not writable."""
+    root = Path(root)
+    existing = root
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    what = f"--out {root}" if existing == root else f"--out {root} cannot be created: {existing}"
+    if not existing.is_dir():
+        raise ConfigError(f"{what} is not a folder")
+    # os.access alone is not enough: root may write anywhere, and read-only mounts or ACLs
+    # are only seen by trying. The probe is a unique temporary file, removed at once.
+    if os.access(existing, os.W_OK | os.X_OK):
+        try:
+            fd, probe = tempfile.mkstemp(dir=existing, prefix=".jaxlab-write-probe")
+        except OSError:
+            pass
+        else:
+            os.close(fd)
+            os.unlink(probe)
+            return root
+    raise ConfigError(f"{what} is not writable")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -83,5 +109,26 @@ def environment() -> dict[str, Any]:
 
 
 def write_run_info(run_dir: Path, **info: Any) -> None:
-    """``run.json``: what the caller passes (config, seeds, wall time...) plus the environment."""
-    write_json(run_dir / "run.json", {**info, "environment": environment()})
+    """``run.json``: what the caller passes (config, seeds, status, wall time...) plus the
+    environment; what earlier calls wrote and this one does not pass is kept."""
+    path = Path(run_dir) / "run.json"
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    write_json(path, {**earlier, **to_jsonable(info), "environment": environment()})
+
+
+def run_status(run_dir: str | os.PathLike) -> str | None:
+    """A run folder's ``status`` (``running``, ``complete``, ``interrupted``, ``failed``); runs
+    written before statuses existed count as complete once their claims.json or summary.json
+    is written. None if the folder is not a run."""
+    run_dir = Path(run_dir)
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if "status" in info:
+        return info["status"]
+    finished = any((run_dir / name).exists() for name in ("claims.json", "summary.md"))
+    return "complete" if finished else "running"

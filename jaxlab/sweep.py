@@ -18,7 +18,9 @@ Seeds: model ``seed`` always takes its initialization from ``seed``. With
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -28,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxlab import batching, engine, registry
+from jaxlab import batching, checkpoint, distributed, engine, interrupt, registry
+from jaxlab.checkpoint import AUTO_SECONDS, record_of
 from jaxlab.engine import Program
-from jaxlab.errors import ConfigError
+from jaxlab.errors import ConfigError, Interrupted
 from jaxlab.grid import Group, hyperparameters_of, name_of, normalize_grid, plan_groups
 from jaxlab.layers import choose_input_layer
 from jaxlab.losses import LOSSES
@@ -88,14 +91,46 @@ def _init_keys(seeds: np.ndarray) -> jax.Array:
     return jax.vmap(lambda s: jax.random.split(jax.random.key(s), 3)[0])(jnp.asarray(seeds))
 
 
-def _stream_keys(seeds: np.ndarray, epoch: int) -> tuple[jax.Array, jax.Array]:
+def _stream_keys(seeds: np.ndarray, epoch: int, sharding) -> tuple[jax.Array, jax.Array]:
     """Shuffle and dropout keys of an epoch as :func:`train.epoch_keys` makes them: one pair
     for a scalar seed (shared data order), one per model for an array of seeds."""
 
     def one(seed):
         return epoch_keys(run_keys(seed), epoch)
 
-    return one(int(seeds)) if np.ndim(seeds) == 0 else jax.vmap(one)(jnp.asarray(seeds))
+    keys = one(int(seeds)) if np.ndim(seeds) == 0 else jax.vmap(one)(jnp.asarray(seeds))
+    return distributed.put(keys, sharding)
+
+
+def _checkpoints(directory, every, resume, base, grid, seeds, data_order, data_seed, keep, *data):
+    if directory is None:
+        if resume or every is not None:
+            raise ConfigError("resume and checkpoint_every need a checkpoint_dir")
+        return None
+    identity = checkpoint.fingerprint(
+        base=base, grid=grid, seeds=seeds, data_order=data_order, data_seed=data_seed,
+        keep_params=keep, rows=[len(np.asarray(labels)) for _, labels in data],
+    )  # fmt: skip
+    return checkpoint.SweepCheckpoints(directory, identity, every, resume)
+
+
+def _restore_record(saver, result: SweepResult) -> dict[int, Any]:
+    """Fills ``result`` from the latest checkpoint; returns the kept final parameters."""
+    record = saver.restore_record()
+    for metric in METRICS:
+        result.histories[metric][...] = record["histories"][metric]
+    result.diverged_epoch[...] = record["diverged_epoch"]
+    result.seconds.extend(saver.meta["seconds"])
+    result.timings.extend(saver.meta["timings"])
+    return {int(n): params for n, params in record.get("final_params", {}).items()}
+
+
+def _interrupted(signal_name: str, saver) -> Interrupted:
+    return Interrupted(
+        signal_name,
+        f"interrupted by {signal_name}; checkpoint in {saver.directory}, continue with "
+        "resume=True (scripts: --resume RUN_DIR)",
+    )
 
 
 def available_memory(device: jax.Device) -> int | None:
@@ -122,6 +157,35 @@ def _check_memory(program: Program, per_device: int, data, hyper_one, count: int
         )
 
 
+SEED_LIMIT = 2**32
+# Host memory a sweep keeps per compiled group and epoch besides its histories: the epoch's
+# seconds and timings entry, fit's history lists and checkpoint records (a generous bound).
+EPOCH_BOOKKEEPING_BYTES = 1024
+
+
+def check_sweep_memory(base: TrainConfig, grid: Mapping[str, Sequence], seeds, groups) -> None:
+    """Refuses (:class:`ConfigError`) a sweep whose results would not fit in host memory,
+    before anything is allocated: the histories (4 metrics x models x epochs of float32, made
+    from a fifth array of NaN) and ``diverged_epoch``, and the per-epoch bookkeeping of every
+    group. Each group's models are checked against a device's memory when the group starts."""
+    models = math.prod(len(values) for values in grid.values()) * len(seeds)
+    epochs = base.epochs
+    needed = (len(METRICS) + 1) * models * epochs * 4 + models * 4
+    needed += len(groups) * epochs * EPOCH_BOOKKEEPING_BYTES
+    available = available_memory(jax.local_devices(backend="cpu")[0])
+    if available is None and hasattr(os, "sysconf"):
+        try:  # no /proc/meminfo (macOS): the machine's physical memory
+            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            available = None
+    if available is not None and needed > 0.8 * available:
+        raise ConfigError(
+            f"the sweep's histories ({models} model(s) x {epochs} epochs) need about "
+            f"{needed / 2**30:.1f} GiB of host memory but only {available / 2**30:.1f} GiB is "
+            "available; use fewer epochs, seeds or grid values, or split the sweep"
+        )
+
+
 def _checked_seeds(seeds: Sequence[int]) -> list[int]:
     if isinstance(seeds, int | str) or not isinstance(seeds, Sequence | range | np.ndarray):
         raise ConfigError(f"seeds must be a list of integers, got {seeds!r}")
@@ -130,6 +194,14 @@ def _checked_seeds(seeds: Sequence[int]) -> list[int]:
     seeds = [int(s) for s in seeds]
     if len(seeds) == 0 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be a non-empty list without repeats, got {seeds}")
+    # jax.random.key keeps 32 bits of a seed (without 64-bit mode): 2**32 would be seed 0
+    # again, -1 seed 2**32 - 1, and a seed past 2**63 an OverflowError.
+    for seed in seeds:
+        if not 0 <= seed < SEED_LIMIT:
+            raise ConfigError(
+                f"seed {seed} is out of range: seeds must be integers 0 <= seed < 2**32 "
+                f"({SEED_LIMIT}), the seeds jax.random.key tells apart"
+            )
     return seeds
 
 
@@ -139,7 +211,7 @@ def _device_data(config: TrainConfig, split: tuple[Any, Any], sharding) -> Any:
     if loss.check_labels is not None:
         loss.check_labels(np.asarray(split[1]))
     data = batching.to_device_data(split[0], split[1], form, loss.label_dtype)
-    return jax.device_put(data, sharding)
+    return distributed.put(data, sharding)
 
 
 def run_sweep(
@@ -156,6 +228,9 @@ def run_sweep(
     verbose: bool = True,
     on_epoch_end: Callable[[SweepResult], None] | None = None,
     label: str | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> SweepResult:
     """Trains every model of ``grid x seeds``; returns their histories with named axes.
 
@@ -173,59 +248,128 @@ def run_sweep(
       on_epoch_end: called with the partial result after every epoch (e.g. to save it); its
         ``state`` is the running group's :class:`~jaxlab.TrainState`, models first.
       label: the progress bar's text (default: the group and its model count).
-    """
-    from tqdm.auto import tqdm
+      checkpoint_dir: checkpoint the sweep there (:mod:`jaxlab.checkpoint`): at every group's
+        end, after every ``checkpoint_every``-th epoch (default: after epochs longer than a
+        few seconds), and when SIGINT or SIGTERM arrives, which then end the sweep with
+        :class:`~jaxlab.errors.Interrupted` after the epoch.
+      resume: continue from the latest checkpoint in ``checkpoint_dir`` (the same arguments
+        are required); the result equals an uninterrupted run's bit for bit.
 
+    In a multi-process run (:mod:`jaxlab.distributed`) every process calls ``run_sweep`` with
+    the same arguments and gets the same result; progress bars show in process 0 only.
+    """
     if data_order not in DATA_ORDERS:
         raise ConfigError(f"data_order must be one of {DATA_ORDERS}, got {data_order!r}")
     seeds = _checked_seeds(seeds)
     groups = plan_groups(base, grid)
     grid = normalize_grid(grid)
-    per_model = data_order == "per_model"
-    mesh = Mesh(np.asarray(jax.devices()), ("models",))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    by_model = NamedSharding(mesh, PartitionSpec("models"))
-    datasets: dict[tuple, tuple] = {}
+    if check_memory:
+        check_sweep_memory(base, grid, seeds, groups)
     result = SweepResult.empty(base, grid, seeds, data_order, data_seed)
-    for number, group in enumerate(groups):
+    result.meta |= {"groups": len(groups), "groups_done": 0, "complete": False}
+    saver = _checkpoints(
+        checkpoint_dir, checkpoint_every, resume, base, grid, seeds, data_order, data_seed,
+        keep_params, train, validation,
+    )  # fmt: skip
+    start_at = saver.position if saver is not None else None
+    kept = _restore_record(saver, result) if start_at is not None else {}
+    mesh = Mesh(np.asarray(jax.devices()), ("models",))
+    sweep = _Sweep(
+        result, kept, saver, (train, validation), seeds, data_order == "per_model", data_seed,
+        mesh, check_memory, keep_params, verbose and distributed.is_main(), label,
+        on_epoch_end, len(groups),
+    )  # fmt: skip
+    with interrupt.deferred(enabled=saver is not None) as stop:
+        sweep.stop = stop
+        try:
+            done = 0  # epochs of the groups before this one: checkpoints are numbered by them
+            for number, group in enumerate(groups):
+                if start_at is None or number > start_at.group:
+                    sweep.run_group(number, group, done)
+                elif number == start_at.group:
+                    sweep.run_group(number, group, done, resume_from=start_at)
+                done += group.config.epochs
+                result.meta["groups_done"] = number + 1
+                if keep_params:
+                    result.final_params.append((group.fixed, group.vmapped, kept[number]))
+        finally:
+            if saver is not None:
+                saver.close()  # a checkpoint being written is finished, whatever happened
+    result.meta["complete"] = True
+    return result
+
+
+@dataclasses.dataclass
+class _Sweep:
+    """What every compiled group of a sweep shares while it runs."""
+
+    result: SweepResult
+    kept: dict[int, Any]  # final parameters of finished groups (keep_params)
+    saver: checkpoint.SweepCheckpoints | None
+    data: tuple[Any, Any]
+    seeds: list[int]
+    per_model: bool
+    data_seed: int
+    mesh: Mesh
+    check_memory: bool
+    keep_params: bool
+    verbose: bool
+    label: str | None
+    on_epoch_end: Callable[[SweepResult], None] | None
+    groups: int
+    stop: interrupt.Flag = dataclasses.field(default_factory=interrupt.Flag)
+    datasets: dict[tuple, tuple] = dataclasses.field(default_factory=dict)
+
+    def run_group(self, number: int, group: Group, before: int, resume_from=None) -> None:
+        """Trains group ``number`` (from a checkpoint's epoch with ``resume_from``)."""
+        from tqdm.auto import tqdm
+
         config = group.config
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        by_model = NamedSharding(self.mesh, PartitionSpec("models"))
         key = (MODELS.get(config.model).inputs, config.loss)
-        if key not in datasets:
-            datasets[key] = tuple(_device_data(config, s, replicated) for s in (train, validation))
-        train_data, val_data = datasets[key]
-        model_seeds, hyper = hyperparameters_of(group, seeds)
+        if key not in self.datasets:
+            self.datasets[key] = tuple(_device_data(config, s, replicated) for s in self.data)
+        train_data, val_data = self.datasets[key]
+        model_seeds, hyper = hyperparameters_of(group, self.seeds)
         count = len(model_seeds)
-        padded = math.ceil(count / mesh.size) * mesh.size
+        padded = math.ceil(count / self.mesh.size) * self.mesh.size
         take = np.r_[np.arange(count), np.zeros(padded - count, int)]  # pad with model 0
-        program = _program(group, train_data, val_data, padded // mesh.size)
-        if check_memory:
+        program = _program(group, train_data, val_data, padded // self.mesh.size)
+        if self.check_memory:
             one = {k: v[:1] for k, v in hyper.items()}
-            _check_memory(program, padded // mesh.size, train_data, one, count)
-        hyper = {k: jax.device_put(v[take], by_model) for k, v in hyper.items()}
-        init_keys = jax.device_put(_init_keys(model_seeds[take]), by_model)
-        state = jax.device_put(
+            _check_memory(program, padded // self.mesh.size, train_data, one, count)
+        hyper = {k: distributed.put(v[take], by_model) for k, v in hyper.items()}
+        init_keys = distributed.put(_init_keys(model_seeds[take]), by_model)
+        state = distributed.put(
             engine.compiled_init(program, hyper, init_keys, train_data), by_model
         )
-        stream_seeds = model_seeds[take] if per_model else np.asarray(data_seed)
-        desc = label or f"group {number + 1}/{len(groups)} ({count} models)"
-        bar = tqdm(range(config.epochs), desc=desc, unit="epoch", disable=not verbose)
+        first = 0
+        if resume_from is not None:
+            state = self.saver.restore_state(like=state)
+            program = dataclasses.replace(program, train_room=resume_from.train_room)
+            first = resume_from.epoch
+        self.result.state = state
+        stream_seeds = model_seeds[take] if self.per_model else np.asarray(self.data_seed)
+        desc = self.label or f"group {number + 1}/{self.groups} ({count} models)"
+        bar = tqdm(range(first, config.epochs), desc=desc, unit="epoch", disable=not self.verbose)
         for epoch in bar:
             start = time.perf_counter()
-            shuffle_keys, dropout_keys = _stream_keys(stream_seeds, epoch)
+            shuffle_keys, dropout_keys = _stream_keys(stream_seeds, epoch, replicated)
             if program.gathers:  # a rare shuffle needs more room: make it, never truncate
-                needed = int(engine.compiled_room(program, per_model, train_data, shuffle_keys))
-                if needed > program.train_room:
-                    program = program.with_room_for(needed)
+                room = engine.compiled_room(program, self.per_model, train_data, shuffle_keys)
+                if int(distributed.to_host(room)) > program.train_room:
+                    program = program.with_room_for(int(distributed.to_host(room)))
             state, train_sums = engine.run_epoch(
-                program, per_model, state, hyper, train_data, shuffle_keys, dropout_keys
+                program, self.per_model, state, hyper, train_data, shuffle_keys, dropout_keys
             )
             val_sums = engine.compiled_evaluate(program, state, hyper, val_data)
-            sums = (train_sums, val_sums)
             values = [
-                np.asarray(s[name] / s["count"])[:count]
-                for s in sums
+                distributed.to_host(s[name] / s["count"])[:count]
+                for s in (train_sums, val_sums)
                 for name in ("loss", "correct")
             ]
+            result = self.result
             result.record(
                 group.fixed, group.vmapped, epoch, dict(zip(METRICS, values, strict=True))
             )
@@ -240,13 +384,28 @@ def run_sweep(
                 }
             )
             bar.set_postfix(_postfix(result, values, count))
+            if self.keep_params and epoch + 1 == config.epochs:
+                self.kept[number] = jax.tree.map(
+                    lambda leaf, n=count: distributed.to_host(leaf)[:n], state.params
+                )
             result.state = state
-            if on_epoch_end is not None:
-                on_epoch_end(result)
-        if keep_params:
-            params = jax.tree.map(lambda leaf, n=count: np.asarray(leaf)[:n], state.params)
-            result.final_params.append((group.fixed, group.vmapped, params))
-    return result
+            self.checkpoint(number, epoch + 1, config.epochs, before, state, program)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(result)
+
+    def checkpoint(self, number, done, epochs, before, state, program) -> None:
+        """Checkpoints when due or interrupted (then stops the sweep)."""
+        if self.saver is None:
+            return
+        stopping, slow = distributed.any_process(
+            self.stop.received is not None, self.result.seconds[-1] >= AUTO_SECONDS
+        )
+        if stopping or self.saver.due(done, epochs, slow):
+            meta = {"group": number, "epoch": done, "train_room": program.train_room}
+            meta |= {"seconds": self.result.seconds, "timings": self.result.timings}
+            self.saver.save(before + done, state, record_of(self.result, self.kept), meta)
+        if stopping:
+            raise _interrupted(self.stop.received, self.saver)
 
 
 def _postfix(result: SweepResult, values: list[np.ndarray], count: int) -> dict[str, Any]:
@@ -259,7 +418,7 @@ def step_memory_bytes(config: TrainConfig, train: tuple[Any, Any]) -> int:
     """The working memory XLA plans for one train step of one model of ``config`` on this
     data, from the compiled step (never run): temporaries only, not the dataset, parameters or
     optimizer state passed in."""
-    mesh = Mesh(np.asarray(jax.devices()[:1]), ("models",))
+    mesh = Mesh(np.asarray(jax.local_devices()[:1]), ("models",))
     data = _device_data(config, train, NamedSharding(mesh, PartitionSpec()))
     group = plan_groups(config, {})[0]
     _, hyper = hyperparameters_of(group, [0])

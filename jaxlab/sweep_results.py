@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,76 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxlab.errors import ConfigError
 from jaxlab.results import to_jsonable, write_json
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+# Divergence. A model diverged at the first epoch (0-based) where either
+#   - its training or validation loss is NaN or infinite, or
+#   - it is stuck worse than an uninformed guess: from its third epoch on, this epoch and the
+#     one before it both have (a) a training loss no more than STUCK_MARGIN (1%) below the
+#     first epoch's, (b) a training loss above STUCK_FACTOR (2) times that of an uninformed
+#     prediction, and (c) a training accuracy at most CHANCE_POINTS (5 points) above chance.
+# (b) is what spares slow learners: SGD at 1e-5 or 1e-4, zero initialization or a large rate
+# before it settles sit at or below the uninformed loss (ln 2) near chance accuracy, while a
+# model blown into saturation sits at the clipped loss (8.06 for balanced labels). Checked on
+# the lesson's runs (docs/lesson-report) and on every optimizer at 1e-5 ... 1e-1 on IMDB (20
+# epochs, 2 seeds): only rmsprop_keras2 at 0.1, seed 0, stuck at 8.059 for 20 epochs, is
+# flagged (none of them would be with a 10% margin, a factor 1.2 and no accuracy test). (b)
+# and (c) need the loss's uninformed value and chance accuracy, known for binary
+# cross-entropy: ln 2 and 0.5, the majority rate of balanced labels such as IMDB's (with
+# imbalanced labels, a model stuck predicting the majority class is not caught by (c));
+# other losses diverge by a non-finite loss only.
+STUCK_MARGIN = 0.01
+STUCK_FACTOR = 2.0
+CHANCE_POINTS = 0.05
+UNINFORMED = {"binary_crossentropy": (float(np.log(2)), 0.5)}  # loss: (its value, accuracy)
+
+
+def _stuck(loss: Sequence[float], accuracy: Sequence[float], epoch: int, loss_name: str) -> bool:
+    uninformed, chance = UNINFORMED.get(loss_name, (None, None))
+    return (
+        uninformed is not None
+        and loss[epoch] >= (1 - STUCK_MARGIN) * loss[0]
+        and loss[epoch] > STUCK_FACTOR * uninformed
+        and accuracy[epoch] <= chance + CHANCE_POINTS
+    )
+
+
+def diverges_at(history: Mapping[str, Sequence[float]], epoch: int, loss_name: str) -> bool:
+    """Whether a model with this history (``loss``, ``accuracy``, ``val_loss`` up to at least
+    ``epoch``) diverges at ``epoch`` by the rule above (given it had not before)."""
+    loss, accuracy = history["loss"], history["accuracy"]
+    if not (np.isfinite(loss[epoch]) and np.isfinite(history["val_loss"][epoch])):
+        return True
+    return (
+        epoch >= 2
+        and _stuck(loss, accuracy, epoch - 1, loss_name)
+        and _stuck(loss, accuracy, epoch, loss_name)
+    )
+
+
+def divergence_note(history: Mapping[str, Sequence[float]], epoch: int) -> str:
+    """Why a model diverged at ``epoch`` (0-based), for messages: ``"loss nan"``, or its
+    training loss and accuracy there and its first epoch's loss."""
+    for name in ("loss", "val_loss"):
+        if not np.isfinite(history[name][epoch]):
+            return f"{name} {float(history[name][epoch])}"
+    return (
+        f"training loss {history['loss'][epoch]:.4g} and accuracy "
+        f"{history['accuracy'][epoch]:.3f}, no better than chance, since epoch 1's loss of "
+        f"{history['loss'][0]:.4g}"
+    )
 
 
 @dataclasses.dataclass
 class SweepResult:
     """Per-model histories, ``histories[metric][i_axis0, ..., i_seed, epoch]``.
 
-    ``axes`` lists ``(name, values)`` in grid order, then ``("seed", seeds)``. Models whose loss
-    became NaN or infinite have ``diverged_epoch >= 0`` (0-based) and are left out of
+    ``axes`` lists ``(name, values)`` in grid order, then ``("seed", seeds)``. Models that
+    diverged (a NaN or infinite loss, or stuck above the uninformed loss at chance accuracy:
+    :func:`diverges_at`) have ``diverged_epoch >= 0`` (0-based) and are left out of
     :meth:`summary`; NaN marks epochs not (yet) run.
     """
 
@@ -74,7 +134,10 @@ class SweepResult:
         epoch: int,
         metrics: Mapping[str, np.ndarray],
     ) -> None:
-        """Stores one epoch of a compiled group; its models are ``product(vmapped, seeds)``."""
+        """Stores one epoch of a compiled group; its models are ``product(vmapped, seeds)``.
+        A model that diverges there (the rule above :func:`diverges_at`) gets its
+        ``diverged_epoch``."""
+        loss_name = dict(group_fixed).get("loss", self.meta.get("base", {}).get("loss"))
         order = [*vmapped, "seed"]
         combos = itertools.product(*[vmapped[name] for name in vmapped], self.values("seed"))
         for model, combo in enumerate(combos):
@@ -82,9 +145,10 @@ class SweepResult:
             index = tuple(self._index(name, where[name]) for name in self.names)
             for metric in METRICS:
                 self.histories[metric][(*index, epoch)] = metrics[metric][model]
-            finite = np.isfinite(metrics["loss"][model]) and np.isfinite(metrics["val_loss"][model])
-            if not finite and self.diverged_epoch[index] < 0:
-                self.diverged_epoch[index] = epoch
+            if self.diverged_epoch[index] < 0:
+                history = {metric: self.histories[metric][index] for metric in METRICS}
+                if diverges_at(history, epoch, loss_name):
+                    self.diverged_epoch[index] = epoch
 
     def params_of(self, config: Mapping[str, Any]):
         """Final parameters of one config's models, stacked over seeds (``keep_params=True``)."""
@@ -100,6 +164,14 @@ class SweepResult:
 
     def diverged_count(self) -> int:
         return int(np.sum(self.diverged_epoch >= 0))
+
+    def progress(self) -> dict[str, Any]:
+        """How far the sweep got: compiled groups done of all, and whether it is complete."""
+        return {
+            "groups_done": self.meta.get("groups_done", 0),
+            "groups": self.meta.get("groups"),
+            "complete": self.meta.get("complete", False),
+        }
 
     def configs(self) -> list[dict[str, Any]]:
         """Every combination of the non-seed axes, as ``{name: value}``."""
@@ -123,8 +195,12 @@ class SweepResult:
         rows = []
         for config in self.configs():
             curves = self.select(config)
-            ok = ~np.isnan(curves["val_loss"]).all(axis=1)
-            row = {**config, "seeds": int(ok.size), "diverged": int((~ok).sum())}
+            index = tuple(self._index(name, config[name]) for name in self.names[:-1])
+            diverged = self.diverged_epoch[index] >= 0
+            run = ~np.isnan(self.histories["loss"][index]).all(axis=1) | diverged
+            ok = run & ~diverged
+            row = {**config, "seeds": int(ok.size), "seeds_run": int(run.sum())}
+            row["diverged"] = int(diverged.sum())
             if ok.any():
                 val_loss, val_acc = curves["val_loss"][ok], curves["val_accuracy"][ok]
                 done = ~np.isnan(val_loss).any(axis=0)
@@ -154,9 +230,13 @@ class SweepResult:
         return {self.label(config): self.select(config) for config in self.configs()}
 
     def save(self, directory: str | os.PathLike) -> None:
-        """``histories.npz``, tidy ``histories.csv``, ``summary.csv`` and ``summary.json``."""
+        """``histories.npz``, tidy ``histories.csv``, ``summary.csv`` and ``summary.json`` in
+        ``directory``, which is created (with its parents) if missing."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(f"cannot save sweep results in {directory}: not a folder") from None
         arrays = {f"history_{metric}": values for metric, values in self.histories.items()}
         arrays["diverged_epoch"] = self.diverged_epoch
         axes_json = json.dumps(to_jsonable(self.axes))
@@ -216,14 +296,38 @@ def _write_rows(f, rows: list[dict[str, Any]]) -> None:
 
 
 def _atomic(path: Path, write, text: bool = False) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w" if text else "wb", newline="" if text else None) as f:
-        write(f)
-    os.replace(tmp, path)
+    """Writes ``path`` through a new, uniquely named file beside it (never one already there,
+    nor a symlink's target), renamed over ``path`` when complete and removed if not."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w" if text else "wb", newline="" if text else None) as f:
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+# The statistics SweepResult.summary() reports per config (each as _mean, _std, _min, _max).
+SUMMARY_COLUMNS = (
+    "peak_val_accuracy",
+    "epoch_peak_val_accuracy",
+    "min_val_loss",
+    "epoch_min_val_loss",
+    "final_val_loss",
+    "final_val_accuracy",
+    "final_accuracy",
+)
 
 
 def summary_table(result: SweepResult, columns: Sequence[str] | None = None) -> str:
-    """A Markdown table of :meth:`SweepResult.summary`: mean ± std over seeds per config."""
+    """A Markdown table of :meth:`SweepResult.summary`: mean ± std over seeds per config.
+
+    ``columns`` are names of :data:`SUMMARY_COLUMNS` (a config whose seeds all diverged shows
+    "diverged"); an unknown name is a :class:`ConfigError`.
+    """
+    columns = (columns,) if isinstance(columns, str) else columns
     columns = columns or (
         "peak_val_accuracy",
         "epoch_peak_val_accuracy",
@@ -233,18 +337,33 @@ def summary_table(result: SweepResult, columns: Sequence[str] | None = None) -> 
         "final_accuracy",
     )
     rows = result.summary()
+    known = list(SUMMARY_COLUMNS)
+    for row in rows:  # and any statistic summary() adds that is not listed there yet
+        known += [key[: -len("_mean")] for key in row if key.endswith("_mean")]
+    known = list(dict.fromkeys(known))
+    unknown = [column for column in columns if column not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown summary column {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
+        )
     names = result.names[:-1]
     header = [*names, "seeds", *(c.replace("_", " ") for c in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        ok = row["seeds"] - row["diverged"]
-        seeds = f"{ok}/{row['seeds']}" if row["diverged"] else str(ok)
+        ok = row["seeds_run"] - row["diverged"]
+        seeds = f"{ok}/{row['seeds']}" if ok != row["seeds"] else str(ok)
         cells = [str(_short(row[name])) for name in names] + [seeds]
         for column in columns:
             if f"{column}_mean" not in row:
-                cells.append("diverged")
+                cells.append("diverged" if row["diverged"] else "not run")
                 continue
             digits = 1 if column.startswith("epoch") else 4
             cells.append(f"{row[f'{column}_mean']:.{digits}f} ± {row[f'{column}_std']:.{digits}f}")
         lines.append("| " + " | ".join(cells) + " |")
+    if not result.meta.get("complete", True):
+        progress = result.progress()
+        lines.append(
+            f"\n(incomplete: {progress['groups_done']} of {progress['groups']} compiled groups "
+            'done; "not run" and missing seeds were never trained)'
+        )
     return "\n".join(lines)

@@ -51,8 +51,10 @@ class Sequences:
 
     Row ``i`` is ``values[offsets[i]:offsets[i+1]]``.
 
-    Indexing with an integer gives one sequence as a numpy array, like one entry of Keras's
-    ``train_data``; iterating yields every sequence.
+    Indexed like Keras's ``train_data`` (a numpy object array): an integer (negative counts
+    from the end) gives one sequence as a numpy array; a slice, a list or array of integers, or
+    a boolean mask gives those sequences as :class:`Sequences`. Iterating yields every sequence,
+    and ``np.asarray(sequences, dtype=object)`` is Keras's form: an object array of int arrays.
     """
 
     values: np.ndarray
@@ -67,9 +69,41 @@ class Sequences:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    def __getitem__(self, row: int) -> np.ndarray:
-        row = range(len(self))[row]
-        return self.values[self.offsets[row] : self.offsets[row + 1]]
+    def __getitem__(self, key):
+        if isinstance(key, int | np.integer) and not isinstance(key, bool | np.bool_):
+            row = range(len(self))[key]
+            return self.values[self.offsets[row] : self.offsets[row + 1]]
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            stop = max(start, stop)
+            offsets = self.offsets[start : stop + 1]
+            values = self.values[offsets[0] : offsets[-1]]
+            return Sequences(values, offsets - offsets[0])
+        try:  # numpy's rules, as for Keras's object array: slices, integer arrays, masks
+            rows = np.arange(len(self))[key]
+        except (IndexError, TypeError, ValueError) as error:
+            raise IndexError(f"cannot index Sequences with {key!r}: {error}") from None
+        if rows.ndim != 1:
+            raise IndexError(
+                f"Sequences take an integer, a slice, or a 1-D array of integers or booleans, "
+                f"got {key!r}"
+            )
+        return self.take(rows)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Keras's form of ``train_data``: a 1-D object array holding one int array per row."""
+        if dtype is not None and np.dtype(dtype) != np.dtype(object):
+            raise ConfigError(
+                f"Sequences are rows of varying length, not a {np.dtype(dtype)} array; use "
+                "np.asarray(sequences, dtype=object) (Keras's form) or pad_sequences"
+            )
+        if copy is False:
+            raise ValueError("Sequences become an object array only by copying")
+        out = np.empty(len(self), dtype=object)
+        values = self.values.copy()  # the rows must not share memory with these Sequences
+        for row in range(len(self)):
+            out[row] = values[self.offsets[row] : self.offsets[row + 1]]
+        return out
 
     def __iter__(self):
         for row in range(len(self)):

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxlab import distributed
 from jaxlab.errors import ConfigError
 from jaxlab.layers import INPUT_LAYERS
 from jaxlab.losses import LOSSES
@@ -71,10 +72,23 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
-        if not self.l2 >= 0:
-            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+        # Finite as float32, what the models train with (1e39 would be inf there); NaN fails
+        # every comparison.
+        largest = float(np.finfo(np.float32).max)
+
+        def number(value: Any) -> float:
+            if isinstance(value, bool | str) or not hasattr(value, "__float__"):
+                return float("nan")
+            return float(value)
+
+        learning_rate = number(self.learning_rate)
+        if self.learning_rate is not None and not 0 < learning_rate <= largest:
+            raise ConfigError(
+                f"learning_rate must be positive and finite (at most {largest:.3g}), "
+                f"got {self.learning_rate}"
+            )
+        if not 0 <= number(self.l2) <= largest:
+            raise ConfigError(f"l2 must be >= 0 and finite (at most {largest:.3g}), got {self.l2}")
         for name in ("fused_update", "scan_epoch"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -146,6 +160,9 @@ def fit(
     data_seed: int | None = None,
     verbose: bool = True,
     on_epoch_end: Callable[[int, dict[str, list[float]], Any], None] | None = None,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> FitResult:
     """Keras's ``model.fit`` for one model.
 
@@ -159,25 +176,39 @@ def fit(
         ``run_sweep(..., data_order="shared", data_seed=...)``).
       verbose: show a per-epoch progress bar.
       on_epoch_end: called with ``(epoch, history, state)`` after every epoch.
+      checkpoint_dir, checkpoint_every, resume: checkpoints and exact resume, as in
+        :func:`jaxlab.run_sweep`.
 
     Returns:
       ``FitResult(history, state)``: per-epoch ``loss``, ``accuracy``, ``val_loss``,
       ``val_accuracy`` and ``seconds`` (wall time of the epoch, compilation included in the
-      first), and the final parameters and optimizer state.
+      first), and the final parameters and optimizer state. A model that diverged (a NaN or
+      infinite loss, or stuck at chance: :func:`jaxlab.sweep_results.diverges_at`) has
+      ``history["diverged_epoch"]`` (0-based) and ``fit`` warns (``RuntimeWarning``).
     """
-    from jaxlab.sweep import run_sweep
+    import warnings
 
+    from jaxlab.sweep import _checked_seeds, run_sweep
+    from jaxlab.sweep_results import divergence_note
+
+    if data_seed is not None:
+        try:
+            _checked_seeds([data_seed])
+        except ConfigError as error:
+            raise ConfigError(f"data_seed: {error}") from None
     shared = data_seed is not None and data_seed != seed
 
     def history_of(result) -> dict[str, list[float]]:
         done = len(result.seconds)
         history = {name: [float(v) for v in result.histories[name][0, :done]] for name in METRICS}
-        return history | {"seconds": list(result.seconds)}
+        history["seconds"] = list(result.seconds)
+        if result.diverged_epoch[0] >= 0:
+            history["diverged_epoch"] = int(result.diverged_epoch[0])
+        return history
 
     def each_epoch(result) -> None:
         if on_epoch_end is not None:
-            state = jax.tree.map(lambda leaf: leaf[0], result.state)
-            on_epoch_end(len(result.seconds) - 1, history_of(result), state)
+            on_epoch_end(len(result.seconds) - 1, history_of(result), _first(result.state))
 
     result = run_sweep(
         config,
@@ -190,5 +221,26 @@ def fit(
         verbose=verbose,
         on_epoch_end=each_epoch,
         label="epochs",
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
     )
-    return FitResult(history_of(result), jax.tree.map(lambda leaf: leaf[0], result.state))
+    history = history_of(result)
+    if "diverged_epoch" in history:
+        epoch = history["diverged_epoch"]
+        warnings.warn(
+            f"the model diverged at epoch {epoch + 1} ({divergence_note(history, epoch)}); "
+            "try a smaller learning_rate",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return FitResult(history, _first(result.state))
+
+
+def _first(state: Any) -> Any:
+    """Model 0's state (gathered from every process in a multi-process run)."""
+
+    def first(leaf):
+        return leaf[0] if leaf.is_fully_addressable else distributed.to_host(leaf)[0]
+
+    return jax.tree.map(first, state)

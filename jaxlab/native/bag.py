@@ -19,6 +19,7 @@ raises :class:`ConfigError` if it cannot be built.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -37,8 +38,22 @@ BY_COLUMN_BYTES = 32 << 20
 
 
 def available() -> bool:
-    """Whether the kernel is built and registered (building it if it can be)."""
-    return native.available()
+    """Whether the kernel is built and registered (building it if it can be). What
+    ``input_layer="auto"`` asks: when it cannot be used, a warning (once per process) says why
+    a slower first layer is taken."""
+    reason = native.reason()
+    if reason is not None:
+        _warn_fallback(reason)
+    return reason is None
+
+
+@functools.cache
+def _warn_fallback(reason: str) -> None:
+    warnings.warn(
+        f"input_layer 'auto' takes the slower 'sparse' or 'dense' first layer: {WHAT} {reason}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def require() -> None:

@@ -4,8 +4,9 @@ CPU.
 The permutation sorts the rows by fresh random 32-bit keys a few times (a stable sort each
 time). XLA's CPU sort takes about 11 ms for the 25,000 training reviews, so reshuffling cost
 about 18 ms an epoch, and as much again per model with per-model data orders; the radix sort
-in ``csrc/shuffle.cc`` takes a fraction of a millisecond. Elsewhere, or without a C++ compiler,
-this is ``jax.random.permutation`` itself.
+in ``csrc/shuffle.cc`` takes a fraction of a millisecond. Elsewhere, without a C++ compiler, or
+when the library cannot be built or fails its checks (:mod:`jaxlab.native` never loads one that
+does), this is ``jax.random.permutation`` itself: the same permutation, slower.
 """
 
 from __future__ import annotations

@@ -11,7 +11,13 @@
 //   csr backward: dkernel[m, v] = sum of values[n] * grad[m, b] over the entries n of column v
 //   csr update:   the backward pass with the optimizer's step fused in, kernel and slot updated
 //                 in place (see CsrUpdate below)
+#ifdef _OPENMP
 #include <omp.h>
+#else  // built without OpenMP (a compiler that rejects -fopenmp): one thread, pragmas ignored
+inline int omp_get_thread_num() { return 0; }
+inline int omp_get_num_threads() { return 1; }
+inline int omp_get_max_threads() { return 1; }
+#endif
 
 #include <algorithm>
 #include <cstdint>

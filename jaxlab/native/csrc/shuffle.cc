@@ -3,7 +3,13 @@
 // order), which XLA's CPU sort does several times slower than this radix sort.
 //
 //   keys (..., n) uint32 -> order (..., n) int32: keys[order] ascending, equal keys in order.
+#ifdef _OPENMP
 #include <omp.h>
+#else  // built without OpenMP (a compiler that rejects -fopenmp): one thread, pragmas ignored
+inline int omp_get_thread_num() { return 0; }
+inline int omp_get_num_threads() { return 1; }
+inline int omp_get_max_threads() { return 1; }
+#endif
 
 #include <cstdint>
 #include <vector>
@@ -47,6 +53,18 @@ ffi::Error StableArgsort(ffi::Buffer<ffi::U32> keys, ffi::ResultBuffer<ffi::S32>
 }
 
 }  // namespace
+
+// A plain C function jaxlab.native calls once after loading the library, before XLA may call
+// into it: the stable order of eight fixed keys as octal digits, 0o47130652 (PROBE_VALUE), so
+// a library that loads but does not run as built is caught.
+extern "C" int64_t JaxlabProbe() {
+  const uint32_t keys[8] = {7, 3, 0xFFFFFFFFu, 3, 0, 1u << 20, 7, 2};
+  int32_t order[8];
+  stable_argsort(keys, 8, order);
+  int64_t code = 0;
+  for (int i = 0; i < 8; ++i) code = code * 8 + order[i];
+  return code;
+}
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxlabStableArgsort, StableArgsort,
                               ffi::Ffi::Bind().Arg<ffi::Buffer<ffi::U32>>().Ret<ffi::Buffer<ffi::S32>>());

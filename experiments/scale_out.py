@@ -1,0 +1,117 @@
+"""What checkpoints and many processes cost: the lesson's network on IMDB, 64 models per sweep.
+
+    python experiments/scale_out.py                  # both measurements, ~10 min on 2 cores
+    python experiments/scale_out.py --only checkpoints --epochs 6
+
+``checkpoints``: the same sweep without checkpoints and with one after every epoch (Orbax,
+asynchronous), alternated ``--repeats`` times; the cost is the difference of the median epoch
+times (the first epoch, which compiles, is left out). ``processes``: the same sweep as one
+process of ``--devices`` CPU devices and as ``--devices`` processes of one device each
+(:mod:`jaxlab.launch`), wall time of the whole script. Writes scale_out.json to a new folder
+under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxlab import cli, results
+
+HERE = Path(__file__).resolve().parent
+# 4 initializers x 16 seeds = 64 models of the lesson's network, in one compiled group.
+INITS = "glorot_uniform,he_normal,lecun_normal,normal_1"
+
+
+def sweep_command(args: argparse.Namespace, out: Path, *extra: str) -> list[str]:
+    command = [str(HERE / "imdb_overfitting.py"), "--seeds", str(args.seeds), "--inits", INITS]
+    command += ["--epochs", str(args.epochs), "--out", str(out), "--quiet"]
+    if args.data_dir:
+        command += ["--data-dir", args.data_dir]
+    return [*command, *extra]
+
+
+def epoch_seconds(out: Path) -> list[float]:
+    """The epoch times a run of imdb_overfitting.py saved (its timings)."""
+    (folder,) = out.iterdir()
+    info = json.loads((folder / "run.json").read_text())
+    return info["epoch_seconds"]
+
+
+def run(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise cli.ConfigError(f"{' '.join(command[:2])} failed: {done.stderr.strip()[-500:]}")
+    return time.perf_counter() - start
+
+
+def checkpoint_cost(args: argparse.Namespace, env: dict[str, str]) -> dict:
+    rows = {"none": [], "every epoch": []}
+    for repeat in range(args.repeats):
+        for name, extra in (("none", []), ("every epoch", ["--checkpoint-every", "1"])):
+            with tempfile.TemporaryDirectory() as out:
+                run(sweep_command(args, Path(out), *extra), env)
+                rows[name].append(epoch_seconds(Path(out))[1:])
+            print(f"repeat {repeat + 1}, checkpoints {name}: {np.median(rows[name][-1]):.3f} s")
+    median = {name: float(np.median(np.concatenate(times))) for name, times in rows.items()}
+    cost = median["every epoch"] - median["none"]
+    return {
+        "models": 4 * args.seeds,
+        "median_epoch_seconds": median,
+        "checkpoint_seconds_per_epoch": cost,
+        "checkpoint_fraction_of_epoch": cost / median["none"],
+        "epoch_seconds": rows,
+    }
+
+
+def process_cost(args: argparse.Namespace, env: dict[str, str]) -> dict:
+    walls = {"1 process": [], f"{args.devices} processes": []}
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as out:
+            one = env | {"JAX_NUM_CPU_DEVICES": str(args.devices)}
+            walls["1 process"].append(run(sweep_command(args, Path(out)), one))
+        with tempfile.TemporaryDirectory() as out:
+            launch = ["-m", "jaxlab.launch", "--processes", str(args.devices), "--"]
+            walls[f"{args.devices} processes"].append(
+                run([*launch, *sweep_command(args, Path(out))], env)
+            )
+        print({name: f"{times[-1]:.1f} s" for name, times in walls.items()})
+    return {"devices": args.devices, "wall_seconds": walls}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("checkpoints", "processes"), default=None)
+    parser.add_argument("--seeds", type=int, default=16, help="seeds per initializer (x4 models)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--devices", type=int, default=2, help="devices = processes compared")
+    parser.add_argument("--data-dir", default=os.environ.get("TFDS_DATA_DIR"))
+    parser.add_argument("--out", default="results")
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    env = dict(os.environ)
+    report = {"environment": results.environment(), "epochs": args.epochs}
+    if args.only in (None, "checkpoints"):
+        report["checkpoints"] = checkpoint_cost(args, env)
+        print(json.dumps({k: v for k, v in report["checkpoints"].items() if k != "epoch_seconds"}))
+    if args.only in (None, "processes"):
+        report["processes"] = process_cost(args, env)
+    folder = results.new_run_dir(args.out, "scale_out")
+    results.write_json(folder / "scale_out.json", report)
+    print(f"results in {folder}")
+
+
+if __name__ == "__main__":
+    cli.run(main, build_parser())
