@@ -167,11 +167,10 @@ def main(args: argparse.Namespace) -> None:
         rows[seed] = lesson_numbers(history)
         save(config.epochs - 1, history)
     table = numbers_table(rows)
-    if not main_process:
-        return
-    (run_dir / "summary.md").write_text(table + "\n")
-    print(table)
-    print(f"peak memory {peak_rss_mib():.0f} MiB; results in {run_dir}")
+    if main_process:
+        (run_dir / "summary.md").write_text(table + "\n")
+        print(table)
+        print(f"peak memory {peak_rss_mib():.0f} MiB; results in {run_dir}")
     diverged = [
         f"seed {seed} diverged at epoch {r['diverged_epoch']} ({r['diverged']})"
         for seed, r in rows.items()

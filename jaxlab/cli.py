@@ -210,6 +210,11 @@ def run(
     except KeyboardInterrupt:
         _set_status("interrupted")
         _exit(parser, 130, f"{parser.prog}: interrupted; results written so far are kept\n")
+    except SystemExit as exit:  # main's own exit status (e.g. a diverged run's 1)
+        _set_status("complete" if exit.code in (None, 0) else "failed")
+        message = exit.code if isinstance(exit.code, str) else ""
+        code = 1 if isinstance(exit.code, str) else (exit.code or 0)
+        _exit(parser, code, f"{message}\n" if message else "")
     except BaseException:
         _set_status("failed")
         if not _many_processes():

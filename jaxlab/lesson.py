@@ -15,32 +15,97 @@ from typing import Any
 
 import numpy as np
 
-from jaxlab import cli, distributed, plotting, results
+from jaxlab import cli, distributed, plotting, results, verdicts
 from jaxlab.errors import ConfigError
 from jaxlab.imdb import load_imdb_multi_hot
 from jaxlab.sweep import run_sweep
 from jaxlab.sweep_results import SweepResult, summary_table
 from jaxlab.train import TrainConfig
+from jaxlab.verdicts import Verdict
 
 QUICK = {"limit": 1000, "epochs": 2, "seeds": 2}
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """One of the lesson's statements and what the data says about it."""
+    """One of the lesson's statements and what the data says about it.
+
+    ``judged`` is the reading the lesson means (``meaning`` says which, citing it); other
+    readings of the same statement (another budget, another quantity) are in ``readings``.
+    ``explanation`` says, from the evidence, why a claim does not hold or is inconclusive.
+    """
 
     technique: str
     statement: str
     evidence: str
-    holds: bool
+    judged: Verdict
+    readings: tuple[Verdict, ...] = ()
+    meaning: str = ""
+    explanation: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return self.judged.verdict
+
+    @property
+    def holds(self) -> bool:
+        return self.judged.verdict == verdicts.HOLDS
+
+    def as_json(self) -> dict[str, Any]:
+        """The judged reading's fields at the top level, beside ``holds`` and the readings."""
+        return {
+            "technique": self.technique,
+            "statement": self.statement,
+            "evidence": self.evidence,
+            **self.judged.as_json(),
+            "holds": self.holds,
+            "meaning": self.meaning,
+            "explanation": self.explanation,
+            "readings": [reading.as_json() for reading in self.readings],
+        }
+
+
+def claim(
+    technique: str,
+    statement: str,
+    evidence: str,
+    judged: Verdict,
+    readings: Sequence[Verdict] = (),
+    meaning: str = "",
+    why: str = "",
+) -> Claim:
+    """A :class:`Claim`; unless it holds, its explanation is ``why`` (a sentence filled from the
+    evidence) followed by what the interval says."""
+    explanation = ""
+    if judged.verdict != verdicts.HOLDS:
+        explanation = " ".join(filter(None, [why, verdicts.explain(judged.as_json())]))
+    return Claim(technique, statement, evidence, judged, tuple(readings), meaning, explanation)
+
+
+def claim_rows(claims: Sequence[Mapping[str, Any]], technique: bool = True) -> list[str]:
+    """Markdown table rows for claims as saved in ``claims.json``: evidence, test, verdict."""
+    head = (
+        "| technique | claim | evidence | test | verdict |"
+        if technique
+        else ("| claim | evidence | test | verdict |")
+    )
+    lines = [head, "|---" * head.count(" | ") + "|---|"]
+    for c in claims:
+        test = "<br>".join(
+            [verdicts.describe(c)]
+            + [f"{verdicts.describe(r)}: {r['verdict']}" for r in c.get("readings", [])]
+            + ([f"the lesson means: {c['meaning']}"] if c.get("meaning") else [])
+        )
+        verdict = verdicts.mark(c["verdict"])
+        if c.get("explanation"):
+            verdict += f": {c['explanation']}"
+        first = f"| {c['technique']} " if technique else ""
+        lines.append(f"{first}| {c['statement']} | {c['evidence']} | {test} | {verdict} |")
+    return lines
 
 
 def claims_table(claims: Sequence[Claim]) -> str:
-    lines = ["| technique | claim | evidence | holds |", "|---|---|---|---|"]
-    for claim in claims:
-        verdict = "yes" if claim.holds else "**no**"
-        lines.append(f"| {claim.technique} | {claim.statement} | {claim.evidence} | {verdict} |")
-    return "\n".join(lines)
+    return "\n".join(claim_rows([c.as_json() for c in claims]))
 
 
 def spearman(x, y) -> float:
@@ -66,6 +131,35 @@ def loss_rises(result: SweepResult, config: Mapping[str, Any], metric: str = "lo
     loss = result.select(config)[metric]
     rises = np.sum(np.diff(loss, axis=1) > 0, axis=1).astype(float)
     return float(np.nanmean(np.where(np.isnan(loss).any(axis=1), np.nan, rises)))
+
+
+def rises_per_seed(result: SweepResult, config: Mapping[str, Any]) -> np.ndarray:
+    """Per seed, the number of epochs whose training loss rose over the previous epoch's; a
+    seed that diverged counts every epoch after the first (as unstable as a run can be)."""
+    loss = result.select(config)["loss"]
+    rises = np.sum(np.diff(loss, axis=1) > 0, axis=1).astype(float)
+    return np.where(np.isnan(loss).any(axis=1), loss.shape[1] - 1.0, rises)
+
+
+def at_epoch(
+    result: SweepResult, config: Mapping[str, Any], epoch: int, metric: str = "loss"
+) -> np.ndarray:
+    """Per seed, ``metric`` after ``epoch`` epochs (1-based, at most the last one); NaN for a
+    seed that diverged."""
+    values = result.select(config)[metric]
+    return values[:, min(epoch, values.shape[1]) - 1]
+
+
+def val_loss_minimum(
+    result: SweepResult, config: Mapping[str, Any], epochs: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed, the minimum validation loss within the first ``epochs`` epochs (default: all)
+    and the epoch (1-based) it was reached; NaN for a seed that diverged."""
+    val_loss = result.select(config)["val_loss"][:, :epochs]
+    bad = np.isnan(val_loss).any(axis=1)
+    clean = np.where(np.isnan(val_loss), np.inf, val_loss)
+    epoch = np.where(bad, np.nan, clean.argmin(axis=1) + 1.0)
+    return np.where(bad, np.nan, clean.min(axis=1)), epoch
 
 
 def loss_at(result: SweepResult, config: Mapping[str, Any], epoch: int) -> tuple[float, float]:
@@ -196,7 +290,7 @@ class Run:
             table += "\n\n(quick mode: too little data and too few epochs for these verdicts)"
         (self.directory / "summary.md").write_text(summary + "\n")
         (self.directory / "claims.md").write_text(table + "\n")
-        results.write_json(self.directory / "claims.json", [dataclasses.asdict(c) for c in claims])
+        results.write_json(self.directory / "claims.json", [c.as_json() for c in claims])
         print(summary, table, f"results in {self.directory}", sep="\n\n")
 
 

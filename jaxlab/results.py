@@ -103,6 +103,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in devices],
+        "processes": jax.process_count(),
         "device_kind": devices[0].device_kind,
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores",
     }

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxlab import batching, checkpoint, distributed, engine, interrupt, registry
+from jaxlab import batching, checkpoint, distributed, engine, interrupt, memory, registry
 from jaxlab.checkpoint import AUTO_SECONDS, record_of
 from jaxlab.engine import Program
 from jaxlab.errors import ConfigError, Interrupted
@@ -110,6 +110,7 @@ def _checkpoints(directory, every, resume, base, grid, seeds, data_order, data_s
     identity = checkpoint.fingerprint(
         base=base, grid=grid, seeds=seeds, data_order=data_order, data_seed=data_seed,
         keep_params=keep, rows=[len(np.asarray(labels)) for _, labels in data],
+        devices=jax.device_count(),  # the models are padded to it: resume on as many
     )  # fmt: skip
     return checkpoint.SweepCheckpoints(directory, identity, every, resume)
 
@@ -133,57 +134,7 @@ def _interrupted(signal_name: str, saver) -> Interrupted:
     )
 
 
-def available_memory(device: jax.Device) -> int | None:
-    """Bytes one device can hold: the accelerator's limit, or the host's available memory."""
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def _check_memory(program: Program, per_device: int, data, hyper_one, count: int) -> None:
-    needed = engine.estimate_bytes(program, per_device, data, hyper_one)
-    available = available_memory(jax.local_devices()[0])
-    if available is not None and needed > 0.8 * available:
-        raise ConfigError(
-            f"a group of {count} models needs about {needed / 2**30:.1f} GiB per device but "
-            f"only {available / 2**30:.1f} GiB is available; use fewer seeds or grid values, "
-            "more devices, or split the sweep"
-        )
-
-
 SEED_LIMIT = 2**32
-# Host memory a sweep keeps per compiled group and epoch besides its histories: the epoch's
-# seconds and timings entry, fit's history lists and checkpoint records (a generous bound).
-EPOCH_BOOKKEEPING_BYTES = 1024
-
-
-def check_sweep_memory(base: TrainConfig, grid: Mapping[str, Sequence], seeds, groups) -> None:
-    """Refuses (:class:`ConfigError`) a sweep whose results would not fit in host memory,
-    before anything is allocated: the histories (4 metrics x models x epochs of float32, made
-    from a fifth array of NaN) and ``diverged_epoch``, and the per-epoch bookkeeping of every
-    group. Each group's models are checked against a device's memory when the group starts."""
-    models = math.prod(len(values) for values in grid.values()) * len(seeds)
-    epochs = base.epochs
-    needed = (len(METRICS) + 1) * models * epochs * 4 + models * 4
-    needed += len(groups) * epochs * EPOCH_BOOKKEEPING_BYTES
-    available = available_memory(jax.local_devices(backend="cpu")[0])
-    if available is None and hasattr(os, "sysconf"):
-        try:  # no /proc/meminfo (macOS): the machine's physical memory
-            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
-            available = None
-    if available is not None and needed > 0.8 * available:
-        raise ConfigError(
-            f"the sweep's histories ({models} model(s) x {epochs} epochs) need about "
-            f"{needed / 2**30:.1f} GiB of host memory but only {available / 2**30:.1f} GiB is "
-            "available; use fewer epochs, seeds or grid values, or split the sweep"
-        )
 
 
 def _checked_seeds(seeds: Sequence[int]) -> list[int]:
@@ -261,26 +212,28 @@ def run_sweep(
     if data_order not in DATA_ORDERS:
         raise ConfigError(f"data_order must be one of {DATA_ORDERS}, got {data_order!r}")
     seeds = _checked_seeds(seeds)
+    _checked_seeds([data_seed])
     groups = plan_groups(base, grid)
     grid = normalize_grid(grid)
     if check_memory:
-        check_sweep_memory(base, grid, seeds, groups)
+        memory.check_sweep(base, grid, seeds, groups)
     result = SweepResult.empty(base, grid, seeds, data_order, data_seed)
     result.meta |= {"groups": len(groups), "groups_done": 0, "complete": False}
-    saver = _checkpoints(
-        checkpoint_dir, checkpoint_every, resume, base, grid, seeds, data_order, data_seed,
-        keep_params, train, validation,
-    )  # fmt: skip
-    start_at = saver.position if saver is not None else None
-    kept = _restore_record(saver, result) if start_at is not None else {}
     mesh = Mesh(np.asarray(jax.devices()), ("models",))
-    sweep = _Sweep(
-        result, kept, saver, (train, validation), seeds, data_order == "per_model", data_seed,
-        mesh, check_memory, keep_params, verbose and distributed.is_main(), label,
-        on_epoch_end, len(groups),
-    )  # fmt: skip
-    with interrupt.deferred(enabled=saver is not None) as stop:
-        sweep.stop = stop
+    # Signals are deferred from before the checkpoint folder is made: a run whose folder exists
+    # stops after an epoch, checkpointed.
+    with interrupt.deferred(enabled=checkpoint_dir is not None) as stop:
+        saver = _checkpoints(
+            checkpoint_dir, checkpoint_every, resume, base, grid, seeds, data_order, data_seed,
+            keep_params, train, validation,
+        )  # fmt: skip
+        start_at = saver.position if saver is not None else None
+        kept = _restore_record(saver, result) if start_at is not None else {}
+        sweep = _Sweep(
+            result, kept, saver, (train, validation), seeds, data_order == "per_model",
+            data_seed, mesh, check_memory, keep_params, verbose and distributed.is_main(),
+            label, on_epoch_end, len(groups), stop,
+        )  # fmt: skip
         try:
             done = 0  # epochs of the groups before this one: checkpoints are numbered by them
             for number, group in enumerate(groups):
@@ -338,7 +291,7 @@ class _Sweep:
         program = _program(group, train_data, val_data, padded // self.mesh.size)
         if self.check_memory:
             one = {k: v[:1] for k, v in hyper.items()}
-            _check_memory(program, padded // self.mesh.size, train_data, one, count)
+            memory.check_group(program, padded // self.mesh.size, train_data, one, count)
         hyper = {k: distributed.put(v[take], by_model) for k, v in hyper.items()}
         init_keys = distributed.put(_init_keys(model_seeds[take]), by_model)
         state = distributed.put(
@@ -389,16 +342,17 @@ class _Sweep:
                     lambda leaf, n=count: distributed.to_host(leaf)[:n], state.params
                 )
             result.state = state
-            self.checkpoint(number, epoch + 1, config.epochs, before, state, program)
+            timed = epoch > first  # the first epoch's time includes compiling
+            self.checkpoint(number, epoch + 1, config.epochs, before, state, program, timed)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(result)
 
-    def checkpoint(self, number, done, epochs, before, state, program) -> None:
+    def checkpoint(self, number, done, epochs, before, state, program, timed) -> None:
         """Checkpoints when due or interrupted (then stops the sweep)."""
         if self.saver is None:
             return
         stopping, slow = distributed.any_process(
-            self.stop.received is not None, self.result.seconds[-1] >= AUTO_SECONDS
+            self.stop.received is not None, timed and self.result.seconds[-1] >= AUTO_SECONDS
         )
         if stopping or self.saver.due(done, epochs, slow):
             meta = {"group": number, "epoch": done, "train_room": program.train_room}

@@ -96,6 +96,8 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown input_layer {self.input_layer!r}; choose one of {INPUT_LAYERS}"
             )
+        if "learning_rate" in dict(self.optimizer_args):
+            raise ConfigError("give the learning rate as learning_rate=, not in optimizer_args")
         LOSSES.get(self.loss)
         self.make_model()  # unknown names and bad hyperparameters fail here, not mid-run
         make_optimizer(

@@ -2,6 +2,11 @@
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -9,6 +14,7 @@ import pytest
 from conftest import REPO
 from test_experiments import run_script
 
+from jaxlab import ConfigError, results
 from jaxlab.lesson import Claim, claims_table, spearman
 
 SCRIPTS = {
@@ -155,3 +161,66 @@ def test_overfitting_refuses_a_capacity_run_it_cannot_use(imdb_dir, imdb_cache, 
         "lesson_overfitting.py", "--capacity-from", str(tmp_path / "none"), *common, env_extra=env
     )
     assert_one_line_error(missing, "--capacity-from: no saved sweep in")
+
+
+@pytest.mark.imdb
+def test_an_interrupted_lesson_script_resumes_at_its_group_and_epoch(
+    quick_runs, imdb_dir, imdb_cache, tmp_path
+):
+    """lesson_batch_size (4 compiled groups), stopped by SIGTERM during its first epoch, stops
+    after it with a checkpoint; resumed, it continues at group 1, epoch 2 and ends with the
+    histories of its uninterrupted quick run."""
+    script, args = "lesson_batch_size.py", ["--quick", "--quiet", "--data-dir", str(imdb_dir)]
+    env = {**os.environ, "MPLBACKEND": "Agg", "JAXLAB_CACHE_DIR": str(imdb_cache)}
+    if script in quick_runs:
+        reference, future = quick_runs[script]
+        assert future.result().returncode == 0
+    else:
+        reference = tmp_path / "reference"
+        assert run_script(script, *args, "--out", str(reference), env_extra=env).returncode == 0
+    out = tmp_path / "interrupted"
+    command = [sys.executable, str(REPO / "experiments" / script), *args, "--out", str(out)]
+    process = subprocess.Popen(
+        [*command, "--checkpoint-every", "1"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("*/batch_size/checkpoints")) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    (folder,) = out.iterdir()
+    assert "interrupted by SIGTERM" in stderr and f"--resume {folder}" in stderr
+    assert results.run_status(folder) == "interrupted"
+    (step,) = [p for p in (folder / "batch_size" / "checkpoints").iterdir() if p.name.isdigit()]
+    meta = json.loads((step / "meta" / "metadata").read_text())
+    assert (meta["group"], meta["epoch"]) == (0, 1)
+    resumed = run_script(script, "--resume", str(folder), env_extra=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert results.run_status(folder) == "complete"
+    before = np.load(next(reference.glob("*/batch_size/histories.npz")))
+    with before as a, np.load(folder / "batch_size" / "histories.npz") as b:
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_capacity_from_refuses_an_incomplete_sweep(tmp_path):
+    from jaxlab.sweep_results import SweepResult
+    from jaxlab.train import TrainConfig
+
+    reused_capacity = load_script("lesson_overfitting.py").reused_capacity
+    sizes = load_script("lesson_overfitting.py").SIZES
+    result = SweepResult.empty(TrainConfig(epochs=2), {"hidden": sizes}, [0], "shared", 0)
+    result.meta |= {"groups": 3, "groups_done": 1, "complete": False}
+    result.save(tmp_path / "run" / "capacity")
+    results.write_run_info(tmp_path / "run", experiment="lesson_capacity", status="interrupted")
+    with pytest.raises(ConfigError, match="is incomplete \\(its run is interrupted\\)"):
+        reused_capacity(str(tmp_path / "run" / "capacity"))
+    result.meta["complete"] = True
+    result.save(tmp_path / "run" / "capacity")
+    assert reused_capacity(str(tmp_path / "run" / "capacity")).values("hidden") == sizes

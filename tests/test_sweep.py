@@ -19,7 +19,7 @@ import pytest
 from helpers import synthetic_reviews
 
 from jaxlab import ConfigError, engine, sparse_multi_hot
-from jaxlab import sweep as sweep_module
+from jaxlab import memory as memory_module
 from jaxlab.sweep import run_sweep
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import METRICS, TrainConfig, fit
@@ -219,7 +219,7 @@ def test_a_sweep_too_large_for_memory_is_refused_before_compiling(
 ):
     seeds = range(2000) if limited else range(100_000)  # 43 GB or 2.2 TB of parameters alone
     if limited:
-        monkeypatch.setattr(sweep_module, "available_memory", lambda device: 2**30)
+        monkeypatch.setattr(memory_module, "available_memory", lambda device: 2**30)
     train, validation = synthetic_reviews(20, 10000), synthetic_reviews(10, 10000, seed=1)
     with pytest.raises(ConfigError, match="GiB") as error:
         run_sweep(BIG, {}, seeds, train, validation, verbose=False)
