@@ -21,6 +21,7 @@ import jaxlab
 from jaxlab import cli, distributed, plotting, results
 from jaxlab.layers import INPUT_LAYERS
 from jaxlab.models import summary
+from jaxlab.sweep import input_layer_used
 from jaxlab.sweep_results import divergence_note
 from jaxlab.train import TrainConfig, fit
 
@@ -130,6 +131,7 @@ def main(args: argparse.Namespace) -> None:
     x_test = jaxlab.sparse_multi_hot(test_data, args.num_words)
 
     run_dir = cli.run_dir(args, "imdb_baseline")
+    layer = input_layer_used(config)  # what --input-layer auto becomes here
     main_process = distributed.is_main()
     start = time.perf_counter()
     rows = {}
@@ -145,6 +147,7 @@ def main(args: argparse.Namespace) -> None:
                 config=config,
                 seeds=args.seed,
                 seeds_done=list(rows),
+                input_layer_used=layer,
                 wall_seconds=time.perf_counter() - start,
                 peak_rss_mib=peak_rss_mib(),
             )

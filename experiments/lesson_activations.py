@@ -12,12 +12,13 @@ gradients); some ReLU units die (never active, so they stop learning); Leaky ReL
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab import lesson
+from jaxlab import lesson, verdicts
 from jaxlab.activations import ACTIVATIONS
 from jaxlab.losses import binary_crossentropy
 from jaxlab.models import layer_names, mlp
@@ -26,7 +27,6 @@ from jaxlab.train import TrainConfig
 
 NAMES = ["sigmoid", "tanh", "relu", "leaky_relu", "gelu"]
 EARLY_EPOCH = 2  # "trains slower": the training loss this early
-FEWER = 0.5  # "avoids": at most half as many never-active units as ReLU
 GRADIENT_BATCH = 512  # training reviews the gradients are measured on
 TECHNIQUE = "1-5 activations"
 
@@ -76,16 +76,17 @@ def dense_chunks(x, size: int = 2500):
 
 
 def measure(result: SweepResult, train) -> tuple[dict, dict]:
-    """Per activation: gradient RMS per layer at initialization (mean over seeds), and the
-    fraction of never-active hidden units after training (per seed)."""
+    """Per activation and seed: gradient RMS per layer at initialization, and the fraction of
+    never-active hidden units after training."""
     x, y = train
     rows = np.arange(min(GRADIENT_BATCH, len(y)))
     batch_x, batch_y = jnp.asarray(x.take(rows).to_dense()), jnp.asarray(y[rows])
     seeds = result.values("seed")
     gradients, dead = {}, {}
     for name in NAMES:
-        per_seed = [gradient_rms(initial_params(s, batch_x), batch_x, batch_y, name) for s in seeds]
-        gradients[name] = np.mean(per_seed, axis=0).tolist()
+        gradients[name] = [
+            gradient_rms(initial_params(s, batch_x), batch_x, batch_y, name) for s in seeds
+        ]
         final = result.params_of({"activation": name})
         dead[name] = [
             never_active(jax.tree.map(lambda leaf, i=i: leaf[i], final), dense_chunks(x), name)
@@ -94,38 +95,95 @@ def measure(result: SweepResult, train) -> tuple[dict, dict]:
     return gradients, dead
 
 
+def shrinkage(per_seed: list[list[float]]) -> np.ndarray:
+    """Per seed, log10 of the first layer's kernel-gradient RMS over the last layer's."""
+    rms = np.asarray(per_seed, float)
+    return np.log10(rms[:, 0] / rms[:, -1])
+
+
 def judge(result: SweepResult, gradients: dict, dead: dict) -> list[lesson.Claim]:
     early = {name: lesson.loss_at(result, {"activation": name}, EARLY_EPOCH) for name in NAMES}
-    slowest = max(early, key=lambda name: early[name][0])
-    ratio = {name: g[0] / g[-1] for name, g in gradients.items()}
-    sigmoid = gradients["sigmoid"]
-    shrinking = all(a < b for a, b in zip(sigmoid, sigmoid[1:], strict=False))
+    loss = {name: lesson.at_epoch(result, {"activation": name}, EARLY_EPOCH) for name in NAMES}
+    others = [name for name in NAMES if name != "sigmoid"]
+    mean_rms = {name: np.mean(g, axis=0) for name, g in gradients.items()}
+    ratio = {name: g[0] / g[-1] for name, g in mean_rms.items()}
+    sigmoid = mean_rms["sigmoid"]
     dead_mean = {name: float(np.mean(values)) for name, values in dead.items()}
+    shrink = {name: shrinkage(g) for name, g in gradients.items()}
+    units = 2 * 16  # hidden units of the lesson's network
+    tenfold = (-1.0, "ten times more shrinkage: sigmoid's slope is at most 1/4 per layer")
+    vs_relu = verdicts.paired(
+        "log10(first / last layer kernel-gradient RMS), sigmoid minus relu",
+        shrink["sigmoid"],
+        shrink["relu"],
+        "<",
+        *tenfold,
+    )
+    alone = verdicts.one_sample(
+        "log10(first / last layer kernel-gradient RMS), sigmoid", shrink["sigmoid"], "<", *tenfold
+    )
+    half_unit = 0.5 / units
+    leaky, relu = (100 * dead_mean[name] for name in ("leaky_relu", "relu"))
+    leaky_why = (
+        f"Never-active hidden units: leaky_relu {leaky:.1f}%, relu {relu:.1f}%. A Leaky ReLU "
+        "unit with a negative input on every review still "
+        "passes 0.2 of the gradient and can recover, so it is not dead the way a ReLU unit is: "
+        "Leaky ReLU removes the zero gradient, not the negative input."
+    )
+    unit_reason = f"half a unit of the {units} hidden units per seed"
     return [
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "Sigmoid trains slower.",
             f"training loss after epoch {EARLY_EPOCH}: "
             + ", ".join(f"{n} {m:.3f} ± {s:.3f}" for n, (m, s) in early.items()),
-            slowest == "sigmoid",
+            verdicts.paired(
+                f"training loss after epoch {EARLY_EPOCH}, sigmoid minus the slowest other "
+                "activation (per seed)",
+                loss["sigmoid"],
+                np.max([loss[name] for name in others], axis=0),
+                ">",
+                lesson.LOSS_GAP,
+                lesson.LOSS_GAP_REASON,
+            ),
+            why=f"After epoch {EARLY_EPOCH}: "
+            + ", ".join(f"{n} {m:.3f}" for n, (m, _) in early.items())
+            + ".",
         ),
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "Sigmoid's gradients shrink towards the first layer.",
             "kernel-gradient RMS at initialization, first to last layer: sigmoid "
             + " < ".join(f"{g:.2e}" for g in sigmoid)
             + "; first/last layer: "
             + ", ".join(f"{n} {r:.3g}" for n, r in ratio.items()),
-            shrinking and ratio["sigmoid"] == min(ratio.values()),
+            dataclasses.replace(vs_relu, reading="compared with ReLU"),
+            [dataclasses.replace(alone, reading="sigmoid alone")],
+            "compared with ReLU: '입력값이 양수인 경우 그대로 반환하기 때문에 시그모이드보다 연산 "
+            "속도가 빠르며, 그래디언트 소실 문제가 덜 발생합니다' (ReLU suffers less vanishing "
+            "than sigmoid)",
+            why="First/last layer gradient RMS at initialization: "
+            + ", ".join(f"{n} {r:.3g}" for n, r in ratio.items())
+            + ".",
         ),
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "Some ReLU units die (never active on the training set).",
             "never-active hidden units after training: "
             + ", ".join(f"{n} {100 * v:.1f}%" for n, v in dead_mean.items()),
-            dead_mean["relu"] > 0,
+            verdicts.one_sample(
+                "fraction of never-active hidden units after training, relu",
+                dead["relu"],
+                ">",
+                half_unit,
+                unit_reason,
+                bounds=(0, 1),
+            ),
+            why="Never-active units per seed, relu: "
+            + ", ".join(f"{round(v * units)}" for v in dead["relu"])
+            + f" of {units}.",
         ),
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "Leaky ReLU avoids dead units.",
             f"never-active hidden units: leaky_relu {100 * dead_mean['leaky_relu']:.1f}% vs "
@@ -135,7 +193,15 @@ def judge(result: SweepResult, gradients: dict, dead: dict) -> list[lesson.Claim
             + ", ".join(f"{100 * v:.0f}%" for v in dead["relu"])
             + "); a never-active Leaky ReLU unit still passes 0.2 of the gradient, a ReLU one "
             "none",
-            dead_mean["relu"] > 0 and dead_mean["leaky_relu"] <= FEWER * dead_mean["relu"],
+            verdicts.paired(
+                "fraction of never-active hidden units, leaky_relu minus relu",
+                dead["leaky_relu"],
+                dead["relu"],
+                "<",
+                -half_unit,
+                unit_reason,
+            ),
+            why=leaky_why,
         ),
     ]
 
@@ -144,7 +210,11 @@ def run(args: argparse.Namespace) -> None:
     this = lesson.Run.from_args("lesson_activations", args)
     result = this.sweep(args, TrainConfig(), {"activation": NAMES}, "activations", keep_params=True)
     gradients, dead = measure(result, this.data(args)[0])
-    this.write_info(gradient_rms_at_init=gradients, never_active_units=dead)
+    this.write_info(
+        gradient_rms_at_init={name: np.mean(g, axis=0).tolist() for name, g in gradients.items()},
+        gradient_rms_at_init_per_seed=gradients,
+        never_active_units=dead,
+    )
     this.finish({"activations": result}, judge(result, gradients, dead), "1-5 activations")
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-from jaxlab import lesson
+import numpy as np
+
+from jaxlab import lesson, verdicts
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import TrainConfig
 
@@ -31,6 +33,22 @@ def parameter_count(hidden: tuple[int, ...], num_words: int = 10000) -> int:
     return sum((a + 1) * b for a, b in zip(sizes, sizes[1:], strict=False))
 
 
+def per_seed(result: SweepResult, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed: the epoch of min val_loss (how soon it overfits) and how far val_loss climbs
+    back from its minimum by the last epoch (how hard)."""
+    best, epoch = lesson.val_loss_minimum(result, {"hidden": shape})
+    final = result.select({"hidden": shape})["val_loss"][:, -1]
+    return epoch, final - best
+
+
+def per_seed_spearman(x, per_shape: list[np.ndarray]) -> np.ndarray:
+    """Per seed, Spearman(x, the seed's values over the shapes); NaN for a seed with a gap."""
+    table = np.array(per_shape).T  # seed x shape
+    return np.array(
+        [lesson.spearman(x, row) if np.isfinite(row).all() else np.nan for row in table]
+    )
+
+
 def judge(result: SweepResult) -> list[lesson.Claim]:
     rows = {tuple(row["hidden"]): row for row in result.summary()}
 
@@ -44,38 +62,98 @@ def judge(result: SweepResult) -> list[lesson.Claim]:
     by_depth = [(16,) * d for d in DEPTHS]
     rho_sooner = lesson.spearman(WIDTHS, [sooner(s) for s in by_width])
     rho_harder = lesson.spearman(WIDTHS, [harder(s) for s in by_width])
+    seeds = {shape: per_seed(result, shape) for shape in SHAPES + [(16, 16)]}
+    rank_reason = "a clear monotone trend over the 4 widths, not a tendency"
+    rank_test = "one-sample t on per-seed Spearman"
+    wider_sooner = verdicts.one_sample(
+        "Spearman(width, epoch of min val_loss), per seed",
+        per_seed_spearman(WIDTHS, [seeds[s][0] for s in by_width]),
+        "<",
+        -0.5,
+        rank_reason,
+        rank_test,
+        bounds=(-1, 1),
+    )
+    wider_harder = verdicts.one_sample(
+        "Spearman(width, final minus min val_loss), per seed",
+        per_seed_spearman(WIDTHS, [seeds[s][1] for s in by_width]),
+        ">",
+        0.5,
+        rank_reason,
+        rank_test,
+        bounds=(-1, 1),
+    )
+    shallow, deep = by_depth[0], by_depth[-1]
 
     def listing(shapes, measure, fmt=".2f"):
         return ", ".join(f"{'-'.join(map(str, s))} {measure(s):{fmt}}" for s in shapes)
 
+    def name(shape):
+        return "-".join(map(str, shape))
+
     return [
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "Wider networks overfit sooner.",
             f"epoch of min val_loss: {listing(by_width, sooner, '.1f')}; "
             f"Spearman(width, epoch) = {rho_sooner:.2f}",
-            rho_sooner < -0.5,
+            wider_sooner,
+            why=f"Over the seeds' means the rank correlation is {rho_sooner:.2f}; per seed: "
+            + ", ".join(f"{v:.2f}" for v in wider_sooner.values)
+            + ".",
         ),
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "Wider networks overfit harder.",
             f"final minus min val_loss: {listing(by_width, harder, '.3f')}; "
             f"Spearman(width, rise) = {rho_harder:.2f}",
-            rho_harder > 0.5,
+            wider_harder,
+            why=f"Over the seeds' means the rank correlation is {rho_harder:.2f}; the seeds' "
+            "std of the rise: "
+            + ", ".join(f"{name(s)} {np.nanstd(seeds[s][1]):.3f}" for s in by_width)
+            + ".",
         ),
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "The 4-unit network starts overfitting later than the 16-unit one.",
             f"epoch of min val_loss: {listing(by_width[:2], sooner, '.1f')}",
-            sooner((4, 4)) > sooner((16, 16)),
+            verdicts.paired(
+                "epoch of min val_loss, 4-4 minus 16-16",
+                seeds[(4, 4)][0],
+                seeds[(16, 16)][0],
+                ">",
+                lesson.EPOCH_GAP,
+                lesson.EPOCH_GAP_REASON,
+            ),
+            why=f"Epochs of the minimum: 4-4 {sooner((4, 4)):.1f}, 16-16 {sooner((16, 16)):.1f}.",
         ),
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
-            "Deeper networks overfit sooner and harder.",
-            f"epoch of min val_loss: {listing(by_depth, sooner, '.1f')}; "
+            "Deeper networks overfit sooner.",
+            f"epoch of min val_loss: {listing(by_depth, sooner, '.1f')}",
+            verdicts.paired(
+                f"epoch of min val_loss, {name(deep)} minus {name(shallow)}",
+                seeds[deep][0],
+                seeds[shallow][0],
+                "<",
+                -lesson.EPOCH_GAP,
+                lesson.EPOCH_GAP_REASON,
+            ),
+            why=f"Epochs of the minimum: {listing(by_depth, sooner, '.1f')}.",
+        ),
+        lesson.claim(
+            TECHNIQUE,
+            "Deeper networks overfit harder.",
             f"final minus min val_loss: {listing(by_depth, harder, '.3f')}",
-            sooner(by_depth[-1]) <= sooner(by_depth[0])
-            and harder(by_depth[-1]) > harder(by_depth[0]),
+            verdicts.paired(
+                f"final minus min val_loss, {name(deep)} minus {name(shallow)}",
+                seeds[deep][1],
+                seeds[shallow][1],
+                ">",
+                lesson.LOSS_GAP,
+                lesson.LOSS_GAP_REASON,
+            ),
+            why=f"Final minus min val_loss: {listing(by_depth, harder, '.3f')}.",
         ),
     ]
 

@@ -14,12 +14,13 @@ import argparse
 
 import numpy as np
 
-from jaxlab import lesson
+from jaxlab import lesson, verdicts
 from jaxlab.sweep_results import SweepResult
 from jaxlab.train import TrainConfig
 
 INITS = ["zeros", "normal_1", "lecun_normal", "glorot_uniform", "he_normal"]
 GOOD = ["glorot_uniform", "he_normal"]
+SAME = 1e-6  # units whose weights differ by less are copies of each other
 TECHNIQUE = "1-6 initialization"
 
 
@@ -27,38 +28,52 @@ def build_parser() -> argparse.ArgumentParser:
     return lesson.parser(__doc__.split("\n\n")[0])
 
 
-def unit_spread(params) -> float:
-    """The largest difference between any hidden unit's weights and the first unit's, over
-    every hidden layer and seed: 0 means all units of a layer are copies of each other."""
+def unit_spreads(params) -> np.ndarray:
+    """Per seed, the largest difference between any hidden unit's weights and the first
+    unit's, over every hidden layer: 0 means all units of a layer are copies of each other."""
     spreads = []
     for name, layer in params.items():
         if name == "output":
             continue
         kernel = np.asarray(layer["kernel"])  # seeds x inputs x units
-        spreads.append(np.abs(kernel - kernel[..., :1]).max())
-    return float(max(spreads))
+        spreads.append(np.abs(kernel - kernel[..., :1]).max(axis=(1, 2)))
+    return np.max(spreads, axis=0)
+
+
+def unit_spread(params) -> float:
+    """:func:`unit_spreads` over every seed."""
+    return float(unit_spreads(params).max())
 
 
 def judge(result: SweepResult) -> list[lesson.Claim]:
     rows = {row["kernel_init"]: row for row in result.summary()}
-    zeros_spread = unit_spread(result.params_of({"kernel_init": "zeros"}))
+    zeros = unit_spreads(result.params_of({"kernel_init": "zeros"}))
+    zeros_spread = float(zeros.max())
     glorot_spread = unit_spread(result.params_of({"kernel_init": "glorot_uniform"}))
-    first_loss = {
-        init: float(np.nanmean(result.select({"kernel_init": init})["loss"][:, 0]))
-        for init in INITS
-    }
+    first = {init: lesson.at_epoch(result, {"kernel_init": init}, 1) for init in INITS}
+    first_loss = {init: float(np.nanmean(loss)) for init, loss in first.items()}
     fastest = min(first_loss, key=first_loss.get)
     large, good = rows["normal_1"], rows["glorot_uniform"]
+    best = {init: lesson.val_loss_minimum(result, {"kernel_init": init})[0] for init in INITS}
+    others = [init for init in INITS if init not in GOOD]
     return [
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "All-zero weights cannot break the symmetry between hidden units.",
             f"after training, hidden units differ by at most {zeros_spread:.2g} with zeros "
             f"(glorot_uniform: {glorot_spread:.2g}); peak val_accuracy "
             f"{rows['zeros']['peak_val_accuracy_mean']:.3f}",
-            zeros_spread < 1e-6 < glorot_spread,
+            verdicts.one_sample(
+                "largest difference between hidden units' weights after training, zeros",
+                zeros,
+                "<",
+                SAME,
+                "float32 round-off: the units are copies of each other",
+                bounds=(0, np.inf),
+            ),
+            why=f"With zeros, hidden units differ by up to {zeros_spread:.2g} after training.",
         ),
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "Too large an initialization hurts.",
             f"normal(1.0): min val_loss {large['min_val_loss_mean']:.3f} ± "
@@ -66,16 +81,35 @@ def judge(result: SweepResult) -> list[lesson.Claim]:
             f"{large['peak_val_accuracy_mean']:.3f}; glorot_uniform: "
             f"{good['min_val_loss_mean']:.3f} ± {good['min_val_loss_std']:.3f}, "
             f"{good['peak_val_accuracy_mean']:.3f}",
-            large["min_val_loss_mean"] - large["min_val_loss_std"]
-            > good["min_val_loss_mean"] + good["min_val_loss_std"],
+            verdicts.paired(
+                "min val_loss, normal(1.0) minus glorot_uniform",
+                best["normal_1"],
+                best["glorot_uniform"],
+                ">",
+                lesson.LOSS_GAP,
+                lesson.LOSS_GAP_REASON,
+            ),
+            why=f"min val_loss: normal(1.0) {large['min_val_loss_mean']:.3f}, glorot_uniform "
+            f"{good['min_val_loss_mean']:.3f}.",
         ),
-        lesson.Claim(
+        lesson.claim(
             TECHNIQUE,
             "Glorot/He initializations converge fastest.",
             "epoch-1 training loss: "
             + ", ".join(f"{init} {loss:.3f}" for init, loss in first_loss.items())
             + f"; lowest: {fastest}",
-            fastest in GOOD,
+            verdicts.paired(
+                "epoch-1 training loss, the better of Glorot and He minus the best other "
+                "(per seed)",
+                np.min([first[init] for init in GOOD], axis=0),
+                np.min([first[init] for init in others], axis=0),
+                "<",
+                -lesson.LOSS_GAP,
+                lesson.LOSS_GAP_REASON,
+            ),
+            why="epoch-1 training loss: "
+            + ", ".join(f"{init} {loss:.3f}" for init, loss in first_loss.items())
+            + ".",
         ),
     ]
 

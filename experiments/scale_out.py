@@ -4,8 +4,8 @@
     python experiments/scale_out.py --only checkpoints --epochs 6
 
 ``checkpoints``: the same sweep without checkpoints and with one after every epoch (Orbax,
-asynchronous), alternated ``--repeats`` times; the cost is the difference of the median epoch
-times (the first epoch, which compiles, is left out). ``processes``: the same sweep as one
+asynchronous), alternated ``--repeats`` times; the cost is the median over these pairs of the
+difference of their median epoch times (the first epoch, which compiles, is left out). ``processes``: the same sweep as one
 process of ``--devices`` CPU devices and as ``--devices`` processes of one device each
 (:mod:`jaxlab.launch`), wall time of the whole script. Writes scale_out.json to a new folder
 under --out.
@@ -62,13 +62,16 @@ def checkpoint_cost(args: argparse.Namespace, env: dict[str, str]) -> dict:
                 run(sweep_command(args, Path(out), *extra), env)
                 rows[name].append(epoch_seconds(Path(out))[1:])
             print(f"repeat {repeat + 1}, checkpoints {name}: {np.median(rows[name][-1]):.3f} s")
-    median = {name: float(np.median(np.concatenate(times))) for name, times in rows.items()}
-    cost = median["every epoch"] - median["none"]
+    # Each repeat is a pair of runs back to back; the cost is the median of the pairs'
+    # differences of median epoch times (a shared, noisy machine drifts between pairs).
+    per_run = {name: [float(np.median(times)) for times in runs] for name, runs in rows.items()}
+    costs = [b - a for a, b in zip(per_run["none"], per_run["every epoch"], strict=True)]
+    cost, epoch = float(np.median(costs)), float(np.median(per_run["none"]))
     return {
         "models": 4 * args.seeds,
-        "median_epoch_seconds": median,
+        "median_epoch_seconds": per_run,
         "checkpoint_seconds_per_epoch": cost,
-        "checkpoint_fraction_of_epoch": cost / median["none"],
+        "checkpoint_fraction_of_epoch": cost / epoch,
         "epoch_seconds": rows,
     }
 

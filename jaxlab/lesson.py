@@ -24,6 +24,12 @@ from jaxlab.train import TrainConfig
 from jaxlab.verdicts import Verdict
 
 QUICK = {"limit": 1000, "epochs": 2, "seeds": 2}
+# The smallest validation-loss gap the suite counts as a real difference, and why.
+LOSS_GAP = 0.02
+LOSS_GAP_REASON = "0.02 nats: ~7% of the lesson network's best val_loss, 3% of ln 2"
+# The smallest difference in a whole-epoch count (epoch of the minimum, rising epochs).
+EPOCH_GAP = 0.5
+EPOCH_GAP_REASON = "counts are whole epochs: one epoch in at least every other seed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +99,7 @@ def claim_rows(claims: Sequence[Mapping[str, Any]], technique: bool = True) -> l
     for c in claims:
         test = "<br>".join(
             [verdicts.describe(c)]
-            + [f"{verdicts.describe(r)}: {r['verdict']}" for r in c.get("readings", [])]
+            + [f"other reading, {verdicts.brief(r)}" for r in c.get("readings", [])]
             + ([f"the lesson means: {c['meaning']}"] if c.get("meaning") else [])
         )
         verdict = verdicts.mark(c["verdict"])

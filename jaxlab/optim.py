@@ -52,6 +52,10 @@ EVAL_PARAMS: dict[str, Callable[[Any, Any], Any]] = {}
 # Optimizer name -> {hyperparameter: allowed interval such as "[0, 1)"}; learning_rate is
 # (0, inf) unless declared otherwise, and every other numeric hyperparameter must be finite.
 RANGES: dict[str, dict[str, str]] = {}
+# Optimizer name -> family: "adaptive" (each parameter's step scaled by its own gradients) or
+# "plain" (one step size for all: SGD, with or without momentum); lesson_optimizers uses it.
+FAMILIES: dict[str, str] = {}
+FAMILY_NAMES = ("adaptive", "plain")
 TOTAL_STEPS = "total_steps"  # a factory taking it gets the run's number of steps (schedules)
 POSITIVE, NON_NEGATIVE = "(0, inf)", "[0, inf)"
 DECAY = "[0, 1)"  # a moving average's decay rate: at 1 the average never moves
@@ -121,6 +125,7 @@ def register_optimizer(
     *,
     eval_params: Callable[[Any, Any], Any] | None = None,
     ranges: dict[str, str] | None = None,
+    family: str | None = None,
     override: bool = False,
 ) -> Any:
     """Registers ``factory(learning_rate=..., **hyperparameters) -> GradientTransformation``
@@ -128,7 +133,12 @@ def register_optimizer(
     ``total_steps`` receives the run's number of steps (for schedules) and is not swept.
     ``eval_params(params, opt_state) -> params`` gives the parameters validation uses.
     ``ranges`` maps hyperparameters to their allowed intervals, e.g. ``{"beta": "[0, 1)"}``;
-    undeclared ones need only be finite, and learning_rate positive."""
+    undeclared ones need only be finite, and learning_rate positive. ``family`` is
+    ``"adaptive"`` or ``"plain"`` (see :data:`FAMILIES`), for the optimizers experiment."""
+    if family is not None and family not in FAMILY_NAMES:
+        raise ConfigError(
+            f"optimizer {name!r}: family must be one of {', '.join(FAMILY_NAMES)}, got {family!r}"
+        )
 
     def add(factory: OptimizerFactory) -> OptimizerFactory:
         checked = _checked_ranges(name, factory, ranges or {})
@@ -141,6 +151,10 @@ def register_optimizer(
             RANGES[name] = checked
         else:
             RANGES.pop(name, None)
+        if family is not None:
+            FAMILIES[name] = family
+        else:
+            FAMILIES.pop(name, None)
         return factory
 
     return add if factory is None else add(factory)
@@ -238,13 +252,13 @@ def scale_by_keras_nadam(
 ADAM_RANGES = {"beta_1": DECAY, "beta_2": DECAY, "epsilon": POSITIVE}
 
 
-@register_optimizer("sgd")
+@register_optimizer("sgd", family="plain")
 def sgd(learning_rate: float = 0.01) -> optax.GradientTransformation:
     """Keras 3 SGD: lr 0.01, no momentum."""
     return optax.sgd(learning_rate)
 
 
-@register_optimizer("momentum", ranges={"momentum": "[0, 1]"})
+@register_optimizer("momentum", ranges={"momentum": "[0, 1]"}, family="plain")
 def momentum(learning_rate: float = 0.01, momentum: float = 0.9) -> optax.GradientTransformation:
     """Keras 3 ``SGD(momentum=0.9)`` (Keras's default momentum, 0.0, is plain sgd).
 
@@ -254,14 +268,16 @@ def momentum(learning_rate: float = 0.01, momentum: float = 0.9) -> optax.Gradie
     return optax.sgd(learning_rate, momentum=momentum)
 
 
-@register_optimizer("nesterov", ranges={"momentum": "[0, 1]"})
+@register_optimizer("nesterov", ranges={"momentum": "[0, 1]"}, family="plain")
 def nesterov(learning_rate: float = 0.01, momentum: float = 0.9) -> optax.GradientTransformation:
     """Keras 3 ``SGD(momentum=0.9, nesterov=True)``; same note on lr as ``momentum``."""
     return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
 
 @register_optimizer(
-    "adagrad", ranges={"initial_accumulator_value": NON_NEGATIVE, "epsilon": POSITIVE}
+    "adagrad",
+    ranges={"initial_accumulator_value": NON_NEGATIVE, "epsilon": POSITIVE},
+    family="adaptive",
 )
 def adagrad(
     learning_rate: float = 1e-3, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7
@@ -272,7 +288,7 @@ def adagrad(
     )
 
 
-@register_optimizer("rmsprop", ranges={"rho": DECAY, "epsilon": POSITIVE})
+@register_optimizer("rmsprop", ranges={"rho": DECAY, "epsilon": POSITIVE}, family="adaptive")
 def rmsprop(
     learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7
 ) -> optax.GradientTransformation:
@@ -280,7 +296,7 @@ def rmsprop(
     return optax.rmsprop(learning_rate, decay=rho, eps=epsilon)
 
 
-@register_optimizer("rmsprop_keras2", ranges={"rho": DECAY, "epsilon": POSITIVE})
+@register_optimizer("rmsprop_keras2", ranges={"rho": DECAY, "epsilon": POSITIVE}, family="adaptive")
 def rmsprop_keras2(
     learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-8
 ) -> optax.GradientTransformation:
@@ -288,7 +304,7 @@ def rmsprop_keras2(
     return optax.rmsprop(learning_rate, decay=rho, eps=epsilon, eps_in_sqrt=False)
 
 
-@register_optimizer("adam", ranges=ADAM_RANGES)
+@register_optimizer("adam", ranges=ADAM_RANGES, family="adaptive")
 def adam(
     learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
 ) -> optax.GradientTransformation:
@@ -298,7 +314,7 @@ def adam(
     )
 
 
-@register_optimizer("adamw", ranges=ADAM_RANGES | {"weight_decay": NON_NEGATIVE})
+@register_optimizer("adamw", ranges=ADAM_RANGES | {"weight_decay": NON_NEGATIVE}, family="adaptive")
 def adamw(
     learning_rate: float = 1e-3,
     weight_decay: float = 0.004,
@@ -314,7 +330,7 @@ def adamw(
     )
 
 
-@register_optimizer("nadam", ranges=ADAM_RANGES)
+@register_optimizer("nadam", ranges=ADAM_RANGES, family="adaptive")
 def nadam(
     learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
 ) -> optax.GradientTransformation:
@@ -324,7 +340,9 @@ def nadam(
     )
 
 
-@register_optimizer("lion", ranges={"beta_1": "(0, 1]", "beta_2": DECAY})
+# Lion is adaptive: each parameter moves by lr times the sign of its own momentum, whatever its
+# gradient's scale (Adam's step with beta_1 = beta_2 = 0 is sign(g) too).
+@register_optimizer("lion", ranges={"beta_1": "(0, 1]", "beta_2": DECAY}, family="adaptive")
 def lion(
     learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.99
 ) -> optax.GradientTransformation:

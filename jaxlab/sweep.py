@@ -44,19 +44,26 @@ from jaxlab.train import TrainConfig, epoch_keys, run_keys
 DATA_ORDERS = ("shared", "per_model")
 
 
+def input_layer_used(config: TrainConfig, models_per_device: int = 1) -> str:
+    """The first layer ``config`` trains with here (``"auto"`` resolved; ``"dense"`` for
+    models that do not read bags)."""
+    if MODELS.get(config.model).inputs != "bag":
+        return "dense"
+    from jaxlab.native import bag
+
+    backend = jax.default_backend()
+    auto = config.input_layer == "auto" and backend == "cpu" and bag.available()
+    layer = choose_input_layer(config.input_layer, models_per_device, backend, auto)
+    if layer == "ffi":
+        bag.require()
+    return layer
+
+
 def _program(group: Group, data, validation, models_per_device: int) -> Program:
     config = group.config
     kinds = group.kinds.values()
     form = MODELS.get(config.model).inputs
-    layer = "dense"
-    if form == "bag":
-        from jaxlab.native import bag
-
-        backend = jax.default_backend()
-        auto = config.input_layer == "auto" and backend == "cpu" and bag.available()
-        layer = choose_input_layer(config.input_layer, models_per_device, backend, auto)
-        if layer == "ffi":
-            bag.require()
+    layer = input_layer_used(config, models_per_device)
     gathers = form == "bag" and layer != "ffi"
     batch = min(config.batch_size, data.num_rows)
     eval_batch = min(config.eval_batch_size, validation.num_rows)
@@ -303,6 +310,8 @@ class _Sweep:
             program = dataclasses.replace(program, train_room=resume_from.train_room)
             first = resume_from.epoch
         self.result.state = state
+        layers = self.result.meta.setdefault("input_layers", {})
+        layers[self.result.label(group.fixed)] = program.input_layer  # what "auto" became
         stream_seeds = model_seeds[take] if self.per_model else np.asarray(self.data_seed)
         desc = self.label or f"group {number + 1}/{self.groups} ({count} models)"
         bar = tqdm(range(first, config.epochs), desc=desc, unit="epoch", disable=not self.verbose)

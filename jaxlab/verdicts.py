@@ -130,9 +130,11 @@ def one_sample(
     threshold: float,
     reason: str,
     test: str = "one-sample t",
+    bounds: tuple[float, float] = (-np.inf, np.inf),
 ) -> Verdict:
     """The mean of per-seed ``values`` (non-finite ones, e.g. of diverged seeds, are left out)
-    with a t interval, against ``threshold``."""
+    with a t interval, against ``threshold``; the interval is clipped to ``bounds``, the values
+    a bounded quantity (a correlation, a fraction) can take."""
     values = _finite(values)
     n = len(values)
     mean = float(values.mean()) if n else float("nan")
@@ -142,9 +144,8 @@ def one_sample(
         )
     sd = float(values.std(ddof=1))
     half = t_quantile(n - 1) * sd / np.sqrt(n)
-    return _verdict(
-        quantity, direction, threshold, reason, test, mean, mean - half, mean + half, n, sd, values
-    )
+    low, high = max(mean - half, bounds[0]), min(mean + half, bounds[1])
+    return _verdict(quantity, direction, threshold, reason, test, mean, low, high, n, sd, values)
 
 
 def paired(
@@ -200,8 +201,8 @@ def bootstrap(
 
 
 def number(value: float) -> str:
-    """A compact number for tables: 4 significant digits, infinities as ±inf."""
-    return f"{value:.4g}" if np.isfinite(value) else ("+inf" if value > 0 else "-inf")
+    """A compact number for tables: 4 significant digits (``nan``, ``+inf``, ``-inf``)."""
+    return f"{value:+g}" if np.isinf(value) else f"{value:.4g}"
 
 
 def describe(test: dict[str, Any]) -> str:
@@ -216,6 +217,15 @@ def describe(test: dict[str, Any]) -> str:
     )
 
 
+def brief(test: dict[str, Any]) -> str:
+    """A reading in a few words: its label, estimate [interval] and verdict."""
+    low, high = test["interval"]
+    return (
+        f"{test['reading'] or test['quantity']}: {number(test['estimate'])} "
+        f"[{number(low)}, {number(high)}], {test['verdict']}"
+    )
+
+
 def explain(test: dict[str, Any]) -> str:
     """Why a reading does not hold or is inconclusive, from its interval and threshold."""
     low, high = (number(v) for v in test["interval"])
@@ -227,8 +237,10 @@ def explain(test: dict[str, Any]) -> str:
         )
     if test["verdict"] != INCONCLUSIVE:
         return ""
-    if test["seeds"] < 2:
-        return "Fewer than 2 seeds: no interval; rerun with more seeds."
+    if test["seeds"] == 0:
+        return "Nothing to compare: no seed gave a value."
+    if test["seeds"] == 1:
+        return "One seed gives no interval: rerun with more seeds."
     needed = test.get("seeds_needed")
     settle = (
         f"about {needed} seeds would settle it at the observed spread"

@@ -80,6 +80,9 @@ def test_resume_after_a_crash_equals_the_uninterrupted_sweep(uninterrupted, cras
     resumed = sweep(checkpoint_dir=crashed, resume=True)
     assert_same(uninterrupted, resumed)
     assert resumed.meta["complete"]
+    # What "auto" became, per compiled group, is recorded (and saved in summary.json).
+    assert list(uninterrupted.meta["input_layers"]) == ["hidden=8-8", "hidden=4"]
+    assert set(uninterrupted.meta["input_layers"].values()) <= {"ffi", "sparse", "dense"}
     # Resuming a finished sweep trains nothing and returns the same result.
     again = sweep(checkpoint_dir=crashed, resume=True, on_epoch_end=crash_after(1))
     assert_same(uninterrupted, again)

@@ -3,8 +3,8 @@ compilers and other CPUs, and the checks that keep malformed inputs away from na
 
 Library scenarios run in fresh processes (the library is loaded once per process, and a damaged
 one could crash it) against a build cache made once for this module by a compiler wrapper
-(``cxx``): g++, except that it logs each build and, when told by its environment, fails or
-rejects ``-fopenmp``."""
+(``cxx``): g++, except that it logs each build and, when told by its environment, fails,
+rejects ``-fopenmp`` or copies the module's first build instead of compiling again."""
 
 import hashlib
 import os
@@ -32,6 +32,11 @@ case " $* " in
   *" -shared "*)
     echo "$*" >> "$CXX_LOG"
     if [ -n "$CXX_FAIL" ]; then echo "error: told to fail" >&2; exit 1; fi
+    if [ -n "$CXX_COPY" ]; then  # "build" by copying a library g++ built (saves ~20 s)
+      out=""; previous=""
+      for arg in "$@"; do [ "$previous" = "-o" ] && out="$arg"; previous="$arg"; done
+      cp "$CXX_COPY" "$out"; exit 0
+    fi
     case " $* " in
       *" -fopenmp "*) if [ -n "$CXX_NO_OPENMP" ]; then
         echo "clang: error: unsupported option '-fopenmp'" >&2; exit 1; fi ;;
@@ -90,7 +95,7 @@ def run(cache: Path, log: Path, cxx: Path, layers=("sparse", "auto"), **env) -> 
         "CXX_LOG": str(log),
         **env,
     }
-    for name in ("CXX_FAIL", "CXX_NO_OPENMP"):
+    for name in ("CXX_FAIL", "CXX_NO_OPENMP", "CXX_COPY"):
         if not environment.get(name):
             environment.pop(name, None)
     code = f"RUN = {tuple(layers)!r}\n{CHECK}"
@@ -129,6 +134,12 @@ def fresh_copy(built: Path, tmp_path: Path) -> tuple[Path, Path]:
     return cache, library
 
 
+def good_library(built: Path) -> str:
+    """The module's build, for the wrapper to copy when asked to build again."""
+    (library,) = built.glob("build/*/libjaxlab_native.so")
+    return str(library)
+
+
 # Item 1: a damaged library is verified, rebuilt once, and never loaded.
 
 
@@ -138,7 +149,7 @@ def test_a_truncated_library_is_rebuilt_and_the_run_is_right(built, cxx, tmp_pat
     cache, library = fresh_copy(built, tmp_path)
     good = library.read_bytes()
     library.write_bytes(good[:100000])
-    done = run(cache, tmp_path / "cxx.log", cxx, layers=("auto",))
+    done = run(cache, tmp_path / "cxx.log", cxx, layers=("auto",), CXX_COPY=good_library(built))
     assert done["rc"] == 0, done
     assert done["reason"] == "None" and "ffi ok" in done["out"], done
     assert len(done["builds"]) == 1 and done["warnings"] == "0", done
@@ -160,7 +171,7 @@ def test_a_wrong_library_with_a_matching_checksum_fails_its_probe_and_is_rebuilt
     data = library.read_bytes()
     checksum = library.with_name(library.name + ".sha256")
     checksum.write_text(f"{len(data)} {hashlib.sha256(data).hexdigest()}")
-    done = run(cache, tmp_path / "cxx.log", cxx, layers=())
+    done = run(cache, tmp_path / "cxx.log", cxx, layers=(), CXX_COPY=good_library(built))
     assert done["rc"] == 0 and done["reason"] == "None" and "ffi ok" in done["out"], done
     assert len(done["builds"]) == 1, done
 
