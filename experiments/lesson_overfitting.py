@@ -236,10 +236,10 @@ def judge(capacity: SweepResult, remedies: SweepResult) -> list[lesson.Claim]:
         lesson.claim(
             TECHNIQUE,
             "The bigger network's validation loss is noisier.",
-            f"mean |change| of detrended val_loss after its minimum: 512-512 "
+            f"mean absolute change of detrended val_loss after its minimum: 512-512 "
             f"{noise_big:.4f}, 16-16 {noise_lesson:.4f}",
             verdicts.paired(
-                "mean |change| of detrended val_loss after its minimum, 512-512 / 16-16",
+                "mean absolute change of detrended val_loss after its minimum, 512-512 / 16-16",
                 noise_per_seed(capacity, {"hidden": (512, 512)}),
                 noise_per_seed(capacity, {"hidden": (16, 16)}),
                 ">",
@@ -280,8 +280,7 @@ def judge(capacity: SweepResult, remedies: SweepResult) -> list[lesson.Claim]:
             why=f"Dropout lowers the final val_loss by {drop_pct:.0f}% "
             f"({dropout['final_val_loss_mean']:.3f} vs {plain['final_val_loss_mean']:.3f}; "
             f"Chollet: {book_pct:.0f}%); the minimum moves by "
-            f"{dropout['min_val_loss_mean'] - plain['min_val_loss_mean']:+.3f}: dropout "
-            "delays and slows overfitting rather than lowering the best val_loss.",
+            f"{dropout['min_val_loss_mean'] - plain['min_val_loss_mean']:+.3f}.",
         ),
         lesson.claim(
             TECHNIQUE,

@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from jaxlab import cli, results  # noqa: E402
+from jaxlab import cli, results, verdicts  # noqa: E402
 from jaxlab.errors import ConfigError  # noqa: E402
 
 # In the lesson's order. lesson_overfitting reuses lesson_capacity's networks when it can.
@@ -88,8 +88,31 @@ def lesson_claim(name: str) -> str:
     return " ".join(paragraphs[1].split()) if len(paragraphs) > 1 else ""
 
 
-def verdict(holds: bool) -> str:
-    return "holds" if holds else "**does not hold**"
+def verdict(claim: dict) -> str:
+    return verdicts.mark(verdicts.verdict_of(claim))
+
+
+def interval(claim: dict) -> str:
+    """The judged reading's estimate [95% interval] against its threshold, in a few words."""
+    if "quantity" not in claim:
+        return "no test recorded (an older run)"
+    low, high = (verdicts.number(v) for v in claim["interval"])
+    return (
+        f"{verdicts.number(claim['estimate'])} [{low}, {high}], claim {claim['direction']} "
+        f"{verdicts.number(claim['threshold'])}; {claim['seeds']} seeds"
+    )
+
+
+HOW = (
+    "How a verdict is made: each claim names the quantity it compares (per seed, between "
+    "configs trained from the same seeds on the same batches), the side of a threshold the "
+    "lesson puts it on, and that threshold: the smallest effect that counts, with its reason. "
+    "The estimate comes with a 95% interval over seeds (paired t, one-sample t on a per-seed "
+    "statistic, or a seed bootstrap; see the test column). A claim **holds** if the whole "
+    "interval is beyond the threshold, **does not hold** if the whole interval is on the other "
+    "side, and is *inconclusive* if it straddles it (with the seeds that would settle it). "
+    "Seeds differ in their initialization only: the batches come in the same order."
+)
 
 
 def section(name: str, run: Path, out: Path) -> tuple[str, list[dict], dict]:
@@ -112,8 +135,7 @@ def section(name: str, run: Path, out: Path) -> tuple[str, list[dict], dict]:
     for figure in sorted(run.glob("*.png"), key=lambda f: (f.name.startswith("bands"), f.name)):
         lines += [f"![{figure.stem}]({relative / figure.name})", ""]
     lines += [(run / "summary.md").read_text().strip(), ""]
-    lines += ["| claim | evidence | verdict |", "|---|---|---|"]
-    lines += [f"| {c['statement']} | {c['evidence']} | {verdict(c['holds'])} |" for c in claims]
+    lines += verdicts.claim_rows(claims, technique=False)
     return "\n".join(lines) + "\n", claims, info
 
 
@@ -129,6 +151,7 @@ def write_report(out: Path, names: list[str]) -> Path:
         all_claims += claims
         infos.append((name, info))
     held = sum(c["holds"] for c in all_claims)
+    counts = {v: sum(verdicts.verdict_of(c) == v for c in all_claims) for v in verdicts.VERDICTS}
     total_minutes = sum(info["wall_seconds"] for _, info in infos) / 60
     environment = infos[0][1]["environment"] if infos else {}
     jax_version = environment.get("versions", {}).get("jax")
@@ -141,13 +164,19 @@ def write_report(out: Path, names: list[str]) -> Path:
         f"Machine: {environment.get('machine', '?')}, backend {environment.get('backend', '?')} "
         f"({environment.get('device_kind', '?')}); jax {jax_version}.",
         "",
-        f"{held} of {len(all_claims)} claims hold. Time: {total_minutes:.1f} min in all ("
+        f"{held} of {len(all_claims)} claims hold ({counts[verdicts.FAILS]} do not hold, "
+        f"{counts[verdicts.INCONCLUSIVE]} inconclusive). Time: {total_minutes:.1f} min in all ("
         + ", ".join(f"{name} {info['wall_seconds'] / 60:.1f}" for name, info in infos)
         + ").",
         "",
-        "| technique | claim | verdict |",
-        "|---|---|---|",
-        *(f"| {c['technique']} | {c['statement']} | {verdict(c['holds'])} |" for c in all_claims),
+        HOW,
+        "",
+        "| technique | claim | verdict | estimate [95% interval] |",
+        "|---|---|---|---|",
+        *(
+            f"| {c['technique']} | {c['statement']} | {verdict(c)} | {interval(c)} |"
+            for c in all_claims
+        ),
         "",
     ]
     if any(info.get("quick") for _, info in infos):

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from jaxlab.errors import ConfigError
 from jaxlab.results import to_jsonable
@@ -142,11 +141,9 @@ class SweepCheckpoints:
 def record_of(result, kept: dict[int, Any]) -> dict[str, Any]:
     """What a checkpoint keeps of a :class:`SweepResult`: histories, divergence, final
     parameters of finished groups (numpy)."""
-    record = {"histories": dict(result.histories), "diverged_epoch": result.diverged_epoch}
+    # Copies: the sweep goes on writing into its histories while Orbax saves these.
+    histories = {metric: values.copy() for metric, values in result.histories.items()}
+    record = {"histories": histories, "diverged_epoch": result.diverged_epoch.copy()}
     if kept:
         record["final_params"] = {str(number): params for number, params in kept.items()}
     return record
-
-
-def as_numpy(tree: Any) -> Any:
-    return jax.tree.map(np.asarray, tree)

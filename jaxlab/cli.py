@@ -7,10 +7,12 @@ import importlib
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from jaxlab.errors import ConfigError, Interrupted, JaxlabError
 
@@ -107,7 +109,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 # Options that may differ between a run and its resumption.
 RESUME_OPTIONS = ("resume", "quiet", "distributed", "coordinator", "num_processes", "process_id")
-_RUN: dict[str, Path] = {}  # the run folder of this script (set by run_dir)
+_RUN: dict[str, Any] = {}  # the run folder of this script (set by run_dir)
 
 
 def _resumed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
@@ -147,6 +149,7 @@ def run_dir(args: argparse.Namespace, name: str) -> Path:
     from jaxlab import distributed, results
 
     if getattr(args, "resume", None):
+        _RUN["resumed"] = True
         path = Path(args.resume)
         experiment = json.loads((path / "run.json").read_text()).get("experiment")
         if experiment != name:
@@ -168,6 +171,19 @@ def _set_status(status: str) -> None:
 
     if "dir" in _RUN and distributed.is_main():
         results.write_run_info(_RUN["dir"], status=status)
+
+
+def _discard_empty_run() -> None:
+    """Removes this script's new run folder if it holds nothing but its run.json (a run
+    refused before it trained leaves no folder behind)."""
+    from jaxlab import distributed
+
+    folder = _RUN.get("dir")
+    if folder is None or not distributed.is_main() or folder.name == "":
+        return
+    files = [path for path in folder.rglob("*") if not path.is_dir()]
+    if all(path.name == "run.json" for path in files) and not _RUN.get("resumed"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run(
@@ -206,6 +222,7 @@ def run(
         _exit(parser, code, f"{parser.prog}: {error}{where}\n")
     except JaxlabError as error:
         _set_status("failed")
+        _discard_empty_run()
         _exit(parser, 2, f"{parser.prog}: error: {error}\n")
     except KeyboardInterrupt:
         _set_status("interrupted")

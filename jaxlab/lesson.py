@@ -88,30 +88,8 @@ def claim(
     return Claim(technique, statement, evidence, judged, tuple(readings), meaning, explanation)
 
 
-def claim_rows(claims: Sequence[Mapping[str, Any]], technique: bool = True) -> list[str]:
-    """Markdown table rows for claims as saved in ``claims.json``: evidence, test, verdict."""
-    head = (
-        "| technique | claim | evidence | test | verdict |"
-        if technique
-        else ("| claim | evidence | test | verdict |")
-    )
-    lines = [head, "|---" * head.count(" | ") + "|---|"]
-    for c in claims:
-        test = "<br>".join(
-            [verdicts.describe(c)]
-            + [f"other reading, {verdicts.brief(r)}" for r in c.get("readings", [])]
-            + ([f"the lesson means: {c['meaning']}"] if c.get("meaning") else [])
-        )
-        verdict = verdicts.mark(c["verdict"])
-        if c.get("explanation"):
-            verdict += f": {c['explanation']}"
-        first = f"| {c['technique']} " if technique else ""
-        lines.append(f"{first}| {c['statement']} | {c['evidence']} | {test} | {verdict} |")
-    return lines
-
-
 def claims_table(claims: Sequence[Claim]) -> str:
-    return "\n".join(claim_rows([c.as_json() for c in claims]))
+    return "\n".join(verdicts.claim_rows([c.as_json() for c in claims]))
 
 
 def spearman(x, y) -> float:

@@ -352,14 +352,16 @@ class _Sweep:
                 )
             result.state = state
             timed = epoch > first  # the first epoch's time includes compiling
-            self.checkpoint(number, epoch + 1, config.epochs, before, state, program, timed)
+            stop = self.checkpoint(number, epoch + 1, config.epochs, before, state, program, timed)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(result)
+            if stop:
+                raise _interrupted(self.stop.received, self.saver)
 
-    def checkpoint(self, number, done, epochs, before, state, program, timed) -> None:
-        """Checkpoints when due or interrupted (then stops the sweep)."""
+    def checkpoint(self, number, done, epochs, before, state, program, timed) -> bool:
+        """Checkpoints when due or interrupted; returns whether a signal stops the sweep."""
         if self.saver is None:
-            return
+            return False
         stopping, slow = distributed.any_process(
             self.stop.received is not None, timed and self.result.seconds[-1] >= AUTO_SECONDS
         )
@@ -367,8 +369,7 @@ class _Sweep:
             meta = {"group": number, "epoch": done, "train_room": program.train_room}
             meta |= {"seconds": self.result.seconds, "timings": self.result.timings}
             self.saver.save(before + done, state, record_of(self.result, self.kept), meta)
-        if stopping:
-            raise _interrupted(self.stop.received, self.saver)
+        return stopping
 
 
 def _postfix(result: SweepResult, values: list[np.ndarray], count: int) -> dict[str, Any]:

@@ -62,8 +62,14 @@ class Verdict:
     reading: str = ""  # which reading of the claim this is, when it has several
 
     def as_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["interval"] = [out.pop("low"), out.pop("high")]
+        """The fields, ``low`` and ``high`` as ``interval``, in reading order."""
+        out = {"reading": self.reading} if self.reading else {}
+        for field in dataclasses.fields(self):
+            if field.name in ("low", "high", "reading"):
+                continue
+            out[field.name] = getattr(self, field.name)
+            if field.name == "estimate":
+                out["interval"] = [self.low, self.high]
         out["values"] = list(self.values)
         return out
 
@@ -221,7 +227,7 @@ def brief(test: dict[str, Any]) -> str:
     """A reading in a few words: its label, estimate [interval] and verdict."""
     low, high = test["interval"]
     return (
-        f"{test['reading'] or test['quantity']}: {number(test['estimate'])} "
+        f"{test.get('reading') or test['quantity']}: {number(test['estimate'])} "
         f"[{number(low)}, {number(high)}], {test['verdict']}"
     )
 
@@ -254,3 +260,25 @@ def explain(test: dict[str, Any]) -> str:
 def mark(verdict: str) -> str:
     """A verdict for Markdown: ``holds``, ``**does not hold**`` or ``*inconclusive*``."""
     return {HOLDS: "holds", FAILS: "**does not hold**", INCONCLUSIVE: "*inconclusive*"}[verdict]
+
+
+def verdict_of(claim: dict[str, Any]) -> str:
+    """A saved claim's verdict; a ``claims.json`` from before verdicts had only ``holds``."""
+    return claim.get("verdict") or (HOLDS if claim["holds"] else FAILS)
+
+
+def claim_rows(claims: list[dict[str, Any]], technique: bool = True) -> list[str]:
+    """Markdown table rows (header first) for claims as saved in ``claims.json``: evidence, the
+    test of the reading the lesson means and the other readings, the verdict and why."""
+    columns = ["technique"] * technique + ["claim", "evidence", "test", "verdict"]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for c in claims:
+        test = "<br>".join(
+            [describe(c) if "quantity" in c else "no test recorded (an older run)"]
+            + [f"other reading, {brief(r)}" for r in c.get("readings", [])]
+            + ([f"the lesson means: {c['meaning']}"] if c.get("meaning") else [])
+        )
+        verdict = mark(verdict_of(c)) + (f": {c['explanation']}" if c.get("explanation") else "")
+        cells = [c["technique"]] * technique + [c["statement"], c["evidence"], test, verdict]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

@@ -7,7 +7,10 @@ import dataclasses
 import glob
 import importlib.util
 import math
+import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -310,3 +313,19 @@ def test_the_largest_seed_is_its_own():
     config = TrainConfig(model_args={"hidden": (4,)}, epochs=1)
     result = run_sweep(config, {}, [0, 2**32 - 1], train, train, verbose=False)
     assert result.histories["loss"][0, 0] != result.histories["loss"][1, 0]
+
+
+@pytest.mark.imdb
+def test_a_run_refused_before_training_leaves_no_run_folder(imdb_dir, imdb_cache, tmp_path):
+    """Was: an empty run folder (now: the error, one line, and nothing under --out)."""
+    from helpers import assert_one_line_error
+
+    done = subprocess.run(
+        [sys.executable, str(REPO / "experiments/imdb_baseline.py"), "--hidden", "100000000",
+         "--train-size", "300", "--epochs", "1", "--quiet", "--data-dir", str(imdb_dir),
+         "--out", str(tmp_path / "out")],
+        env=os.environ | {"JAXLAB_CACHE_DIR": str(imdb_cache)}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert_one_line_error(done, "needs about")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

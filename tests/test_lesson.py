@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 from test_experiments import run_script
 
-from jaxlab import ConfigError, results
+from jaxlab import ConfigError, results, verdicts
 from jaxlab.lesson import Claim, claims_table, spearman
 
 SCRIPTS = {
@@ -37,8 +37,13 @@ def load_script(name):
 
 
 def test_claims_table_marks_claims_that_do_not_hold():
-    table = claims_table([Claim("t", "a", "e1", True), Claim("t", "b", "e2", False)])
-    assert "| t | a | e1 | yes |" in table and "| t | b | e2 | **no** |" in table
+    holds = verdicts.deterministic("q", 1.0, ">", 0.5, "r")
+    fails = verdicts.deterministic("q", 0.0, ">", 0.5, "r")
+    table = claims_table(
+        [Claim("t", "a", "e1", holds), Claim("t", "b", "e2", fails, explanation="x")]
+    )
+    assert "| t | a | e1 | q = 1 [1, 1]" in table and "| holds |" in table
+    assert "| t | b | e2 | q = 0 [0, 0]" in table and "| **does not hold**: x |" in table
 
 
 def test_spearman_sees_monotone_and_reversed_orders():
@@ -116,6 +121,13 @@ def test_lesson_script_quick_mode_writes_claims(script, quick_runs):
     (run_dir,) = out.iterdir()
     claims = json.loads((run_dir / "claims.json").read_text())
     assert claims and all(isinstance(c["holds"], bool) and c["evidence"] for c in claims)
+    for c in claims:  # the judged reading's test, and the other readings'
+        for test in [c, *c["readings"]]:
+            assert test["verdict"] in verdicts.VERDICTS and test["direction"] in ("<", ">")
+            assert test["quantity"] and test["reason"] and test["test"]
+            assert isinstance(test["threshold"], float) and isinstance(test["seeds"], int)
+            assert len(test["interval"]) == 2 and isinstance(test["estimate"], float)
+        assert c["holds"] == (c["verdict"] == "holds")
     assert "quick mode" in (run_dir / "claims.md").read_text()
     assert json.loads((run_dir / "run.json").read_text())["quick"] is True
     assert list(run_dir.glob("bands-*.png")) and (run_dir / "summary.md").exists()
@@ -140,7 +152,7 @@ def test_report_collects_the_scripts_verdicts_and_resumes(imdb_dir, imdb_cache, 
     claims = json.loads((run_dir / "claims.json").read_text())
     report = (tmp_path / "report.md").read_text()
     for claim in claims:
-        verdict = "holds" if claim["holds"] else "**does not hold**"
+        verdict = verdicts.mark(claim["verdict"])
         assert f"| {claim['technique']} | {claim['statement']} | {verdict} |" in report
     assert f"{sum(c['holds'] for c in claims)} of {len(claims)} claims hold" in report
     assert f"]({run_dir.name}/bands-initializers.png)" in report
