@@ -28,7 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
     return out
 
 
-FAR = 0.02  # "far from the minimum": in val_loss (nats)
 SLOW_MEANS = (
     "the full budget: the lesson tells slow from stalled. '작은 학습률을 사용하면 ... 손실 "
     "함수의 최저값에 점차적으로 가까워지지만, 수렴하는 데 더 많은 반복이 필요할 수 있습니다' (a "
@@ -83,8 +82,8 @@ def judge(result: SweepResult) -> list[lesson.Claim]:
                 best_small,
                 best_default,
                 ">",
-                FAR,
-                f"'far': {FAR} nats, ~7% of a minimum near 0.28, several times its seed spread",
+                lesson.LOSS_GAP,
+                lesson.LOSS_GAP_REASON,
             ),
             reading=f"after {budget} epochs"
             + (
@@ -101,8 +100,8 @@ def judge(result: SweepResult) -> list[lesson.Claim]:
         lesson.rises_per_seed(result, {"learning_rate": largest}),
         lesson.rises_per_seed(result, {"learning_rate": default}),
         ">",
-        0.5,
-        "rises are whole epochs: one more in at least every other seed",
+        lesson.EPOCH_GAP,
+        lesson.EPOCH_GAP_REASON,
     )
     return [
         lesson.claim(

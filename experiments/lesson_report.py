@@ -97,9 +97,10 @@ def interval(claim: dict) -> str:
     if "quantity" not in claim:
         return "no test recorded (an older run)"
     low, high = (verdicts.number(v) for v in claim["interval"])
+    how = "deterministic" if claim["test"] == verdicts.DETERMINISTIC else f"{claim['seeds']} seeds"
     return (
         f"{verdicts.number(claim['estimate'])} [{low}, {high}], claim {claim['direction']} "
-        f"{verdicts.number(claim['threshold'])}; {claim['seeds']} seeds"
+        f"{verdicts.number(claim['threshold'])}; {how}"
     )
 
 
@@ -107,8 +108,8 @@ HOW = (
     "How a verdict is made: each claim names the quantity it compares (per seed, between "
     "configs trained from the same seeds on the same batches), the side of a threshold the "
     "lesson puts it on, and that threshold: the smallest effect that counts, with its reason. "
-    "The estimate comes with a 95% interval over seeds (paired t, one-sample t on a per-seed "
-    "statistic, or a seed bootstrap; see the test column). A claim **holds** if the whole "
+    "The estimate comes with a 95% Student t interval over seeds (paired, or one-sample on a "
+    "per-seed statistic; see the test column). A claim **holds** if the whole "
     "interval is beyond the threshold, **does not hold** if the whole interval is on the other "
     "side, and is *inconclusive* if it straddles it (with the seeds that would settle it). "
     "Seeds differ in their initialization only: the batches come in the same order."

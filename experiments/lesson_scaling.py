@@ -116,11 +116,11 @@ def judge(sweeps: dict[str, SweepResult], ranges: dict[str, dict]) -> list[lesso
         rising = {name: lesson.rises_per_seed(r, config) for name, r in sweeps.items()}
         speed = (
             f"training loss after epoch {EARLY_EPOCH}",
-            (-0.01, "0.01 nats lower: visible on the curves, ~1.5% of the uninformed ln 2"),
+            (-lesson.LOSS_GAP, lesson.LOSS_GAP_REASON),
         )
         stable = (
             "epochs in which the training loss rose",
-            (-0.5, "rises are whole epochs: one fewer in at least every other seed"),
+            (-lesson.EPOCH_GAP, lesson.EPOCH_GAP_REASON),
         )
         judged = {}
         for (measure, reason), per_seed in ((speed, loss), (stable, rising)):

@@ -5,8 +5,9 @@
 
 ``checkpoints``: the same sweep without checkpoints and with one after every epoch (Orbax,
 asynchronous), alternated ``--repeats`` times; the cost is the median over these pairs of the
-difference of their median epoch times (the first epoch, which compiles, is left out). ``processes``: the same sweep as one
-process of ``--devices`` CPU devices and as ``--devices`` processes of one device each
+difference of their median epoch times (the first epoch, which compiles, is left out).
+``processes``: the same sweep as one process of ``--devices`` CPU devices and as ``--devices``
+processes of one device each
 (:mod:`jaxlab.launch`), wall time of the whole script. Writes scale_out.json to a new folder
 under --out.
 """

@@ -8,9 +8,6 @@ estimate and a 95% interval:
 - ``"paired t"`` / ``"one-sample t"``: the mean of per-seed values (for a paired test, the
   difference or ratio of two configs trained from the same seeds on the same batches) with a
   Student t interval, ``mean ± t(0.975, n-1) * sd / sqrt(n)`` (quantiles from a table, no SciPy);
-- ``"bootstrap"``: a statistic of the seeds' means (e.g. a spread between configs) with a
-  percentile interval over seeds resampled with replacement (a fixed ``numpy`` Generator seed,
-  so a verdict never changes from run to run);
 - ``"deterministic"``: a measurement that does not depend on the seed (interval = the value).
 
 The verdict: ``holds`` if the whole interval is beyond the threshold in the claimed direction;
@@ -22,7 +19,6 @@ with the number of seeds that would settle it at the observed spread.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,9 +26,8 @@ import numpy as np
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE)
 DIRECTIONS = (">", "<")
+DETERMINISTIC = "deterministic (does not vary with the seed)"
 MAX_SEEDS = 1000  # beyond this, "seeds needed" is reported as unknown
-BOOTSTRAP_DRAWS = 4000
-BOOTSTRAP_SEED = 0
 
 # Student t's 0.975 quantile for 1..30 degrees of freedom (two-sided 95%).
 T975 = (
@@ -171,38 +166,8 @@ def deterministic(
 ) -> Verdict:
     """A measurement that does not vary with the seed: its interval is the value itself."""
     return _verdict(
-        quantity, direction, threshold, reason, "deterministic", value, value, value, 1, 0.0,
+        quantity, direction, threshold, reason, DETERMINISTIC, value, value, value, 1, 0.0,
         [value],
-    )  # fmt: skip
-
-
-def bootstrap(
-    quantity: str,
-    samples,
-    statistic: Callable[[np.ndarray], float],
-    direction: str,
-    threshold: float,
-    reason: str,
-) -> Verdict:
-    """``statistic(samples)`` with a percentile interval from seeds (rows of ``samples``,
-    ``[seed, ...]``) resampled with replacement; rows with a non-finite value are left out."""
-    samples = np.asarray(samples, float)
-    samples = samples[np.isfinite(samples.reshape(len(samples), -1)).all(axis=1)]
-    n = len(samples)
-    if n < 2:
-        estimate = statistic(samples) if n else float("nan")
-        return _verdict(
-            quantity, direction, threshold, reason, "bootstrap", estimate, -np.inf, np.inf, n,
-            np.nan, [],
-        )  # fmt: skip
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    draws = rng.integers(0, n, size=(BOOTSTRAP_DRAWS, n))
-    stats = np.array([statistic(samples[rows]) for rows in draws])
-    low, high = np.percentile(stats, [2.5, 97.5])
-    sd = float(stats.std(ddof=1) * np.sqrt(n))  # the per-seed spread the bootstrap implies
-    return _verdict(
-        quantity, direction, threshold, reason, f"bootstrap ({BOOTSTRAP_DRAWS} resamples)",
-        statistic(samples), low, high, n, sd, [],
     )  # fmt: skip
 
 
@@ -215,11 +180,12 @@ def describe(test: dict[str, Any]) -> str:
     """One line: quantity, estimate [interval], the claimed side of the threshold, the test."""
     low, high = test["interval"]
     label = f"{test['reading']}: " if test.get("reading") else ""
+    interval = "" if test["test"] == DETERMINISTIC else f" [{number(low)}, {number(high)}]"
+    seeds = f", {test['seeds']} seed{'s' if test['seeds'] != 1 else ''}"
     return (
-        f"{label}{test['quantity']} = {number(test['estimate'])} "
-        f"[{number(low)}, {number(high)}]; claim {test['direction']} "
-        f"{number(test['threshold'])} ({test['reason']}); {test['test']}, "
-        f"{test['seeds']} seed{'s' if test['seeds'] != 1 else ''}"
+        f"{label}{test['quantity']} = {number(test['estimate'])}{interval}; claim "
+        f"{test['direction']} {number(test['threshold'])} ({test['reason']}); {test['test']}"
+        + ("" if test["test"] == DETERMINISTIC else seeds)
     )
 
 

@@ -42,8 +42,8 @@ def test_claims_table_marks_claims_that_do_not_hold():
     table = claims_table(
         [Claim("t", "a", "e1", holds), Claim("t", "b", "e2", fails, explanation="x")]
     )
-    assert "| t | a | e1 | q = 1 [1, 1]" in table and "| holds |" in table
-    assert "| t | b | e2 | q = 0 [0, 0]" in table and "| **does not hold**: x |" in table
+    assert "| t | a | e1 | q = 1; claim > 0.5 (r); deterministic" in table and "| holds |" in table
+    assert "| t | b | e2 | q = 0; claim > 0.5" in table and "| **does not hold**: x |" in table
 
 
 def test_spearman_sees_monotone_and_reversed_orders():

@@ -97,22 +97,13 @@ def test_one_seed_no_seed_and_dropped_pairs():
     assert kept.seeds == 3 and kept.values == (2.0, 1.0, 2.0)
 
 
-def test_ratio_bounds_deterministic_and_bootstrap_tests():
+def test_ratio_bounds_and_deterministic_tests():
     ratio = verdicts.paired("q", [1.0, 1.1, 0.9], [2.0, 2.0, 2.0], "<", 0.8, "r", ratio=True)
     assert ratio.estimate == pytest.approx(0.5) and ratio.verdict == verdicts.HOLDS
     bounded = verdicts.one_sample("q", [0.9, 1.0, 0.4], ">", 0.5, "r", bounds=(-1, 1))
     assert bounded.high == 1.0
     assert verdicts.deterministic("q", 0.02, "<", 0.1, "r").verdict == verdicts.HOLDS
     assert verdicts.deterministic("q", 0.2, "<", 0.1, "r").verdict == verdicts.FAILS
-    samples = np.array([[0.30, 0.28], [0.31, 0.28], [0.29, 0.27], [0.30, 0.28]])
-
-    def spread(table):
-        return float(np.ptp(table.mean(axis=0)))
-
-    first = verdicts.bootstrap("q", samples, spread, "<", 0.05, "r")
-    again = verdicts.bootstrap("q", samples, spread, "<", 0.05, "r")
-    assert first == again and first.verdict == verdicts.HOLDS
-    assert first.estimate == pytest.approx(0.0225) and first.test.startswith("bootstrap")
 
 
 def test_claims_json_schema_and_markdown():
