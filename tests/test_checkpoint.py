@@ -220,7 +220,7 @@ def reference(tmp_path_factory, script_cache):
 def test_a_killed_script_resumes_bit_identically(sig, reference, script_cache, tmp_path):
     env = script_env(script_cache)
     command = [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--checkpoint-every", "1",
-               "--pause", "0.5"]  # fmt: skip
+               "--pause", "0.25"]  # fmt: skip
     code, _, stderr, folder = start_and_stop_after_checkpoints(command, tmp_path, env, sig)
     if sig == signal.SIGTERM:
         assert code == 0, stderr
@@ -231,7 +231,7 @@ def test_a_killed_script_resumes_bit_identically(sig, reference, script_cache, t
         assert code == -signal.SIGKILL
         assert results.run_status(folder) == "running"
     info = json.loads((folder / "run.json").read_text())
-    assert info["argv"][-2:] == ["--pause", "0.5"]
+    assert info["argv"][-2:] == ["--pause", "0.25"]
     resumed = run_script("--resume", str(folder), env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert results.run_status(folder) == "complete"
