@@ -199,13 +199,27 @@ def main(args: argparse.Namespace) -> None:
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     if not args.report_only:
         for name in names:
             if finished_run(out, name) is None:
                 run_script(name, args, out)
             else:
                 print(f"== {name}: finished run found, not run again", flush=True)
-    print(f"report: {write_report(out, SCRIPTS)}")
+    report = write_report(out, SCRIPTS)
+    runs = {name: finished_run(out, name) for name in SCRIPTS}
+    results.write_run_info(
+        out,
+        experiment="lesson_report",
+        scripts={name: run.name if run else None for name, run in runs.items()},
+        commits={name: _commit_of(run) for name, run in runs.items() if run},
+        wall_seconds=time.perf_counter() - started,
+    )
+    print(f"report: {report}")
+
+
+def _commit_of(run: Path) -> str | None:
+    return json.loads((run / "run.json").read_text()).get("environment", {}).get("commit")
 
 
 if __name__ == "__main__":

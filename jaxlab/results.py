@@ -87,6 +87,31 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
 
 
 @functools.cache
+def source_commit() -> str | None:
+    """The git commit of the jaxlab source running (``+dirty`` if it has uncommitted
+    changes), or None outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if head.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
+@functools.cache
 def environment() -> dict[str, Any]:
     """Versions, backend and devices of this process."""
     import jax
@@ -99,6 +124,7 @@ def environment() -> dict[str, Any]:
             versions[package] = None
     devices = jax.devices()
     return {
+        "commit": source_commit(),
         "versions": versions,
         "python": platform.python_version(),
         "backend": jax.default_backend(),

@@ -158,6 +158,9 @@ def test_report_collects_the_scripts_verdicts_and_resumes(imdb_dir, imdb_cache, 
     assert f"]({run_dir.name}/bands-initializers.png)" in report
     assert "## lesson_capacity\n\nNot run yet" in report
     assert "not evidence" in report
+    info = json.loads((tmp_path / "run.json").read_text())  # the report names its commit
+    assert info["environment"]["commit"] == results.source_commit()
+    assert info["scripts"]["lesson_initialization"] == run_dir.name
     again = run_script("lesson_report.py", *args, env_extra=env)
     assert "finished run found, not run again" in again.stdout
     assert len(list(tmp_path.glob("lesson_initialization-*"))) == 1
