@@ -88,8 +88,8 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
 
 @functools.cache
 def source_commit() -> str | None:
-    """The git commit of the jaxlab source running (``+dirty`` if it has uncommitted
-    changes), or None outside a git checkout."""
+    """The git commit of the jaxlab source running (``+dirty`` if the code, ``jaxlab/`` or
+    ``experiments/``, has uncommitted changes), or None outside a git checkout."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
@@ -103,7 +103,8 @@ def source_commit() -> str | None:
         if head.returncode != 0:
             return None
         status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--"]
+            + ["jaxlab", "experiments"],
             capture_output=True, text=True, timeout=10,
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
