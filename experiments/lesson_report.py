@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out", default="results/lesson-report", help="folder for runs and report")
     out.add_argument("--only", default=None, help="comma-separated script names (default: all)")
     out.add_argument("--quick", action="store_true", help="run every script in quick mode")
+    out.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds for the scripts it runs (default: each script's, 5); e.g. more for the "
+        "scripts whose verdicts were inconclusive, after removing their runs from --out",
+    )
     out.add_argument("--data-dir", default=None, help="TFDS data dir holding imdb_reviews")
     out.add_argument("--report-only", action="store_true", help="write the report, run nothing")
     out.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -63,6 +70,8 @@ def run_script(name: str, args: argparse.Namespace, out: Path) -> None:
         command.append("--quick")
     if args.quiet:
         command.append("--quiet")
+    if args.seeds is not None:
+        command += ["--seeds", str(args.seeds)]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     capacity = finished_run(out, "lesson_capacity")
