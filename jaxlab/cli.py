@@ -98,6 +98,11 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         "end of every group)",
     )
     runs.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep the checkpoints of a finished run (by default only interrupted runs keep them)",
+    )
+    runs.add_argument(
         "--distributed",
         action="store_true",
         help="one process of a jax.distributed job found by JAX (SLURM, Open MPI, TPU pods)",
@@ -108,7 +113,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 # Options that may differ between a run and its resumption.
-RESUME_OPTIONS = ("resume", "quiet", "distributed", "coordinator", "num_processes", "process_id")
+RESUME_OPTIONS = ("resume", "quiet", "keep_checkpoints", "distributed", "coordinator")
+RESUME_OPTIONS += ("num_processes", "process_id")
 _RUN: dict[str, Any] = {}  # the run folder of this script (set by run_dir)
 
 
@@ -239,6 +245,18 @@ def run(
         traceback.print_exc()
         _exit(parser, 1, "")
     _set_status("complete")
+    if not getattr(args, "keep_checkpoints", True):
+        _discard_checkpoints()
+
+
+def _discard_checkpoints() -> None:
+    """Removes a finished run's checkpoints (a run resumes only until it is complete)."""
+    from jaxlab import distributed
+
+    folder = _RUN.get("dir")
+    if folder is not None and distributed.is_main():
+        for checkpoints in [folder / "checkpoints", *folder.glob("*/checkpoints")]:
+            shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 def _many_processes() -> bool:

@@ -232,9 +232,11 @@ def test_a_killed_script_resumes_bit_identically(sig, reference, script_cache, t
         assert results.run_status(folder) == "running"
     info = json.loads((folder / "run.json").read_text())
     assert info["argv"][-2:] == ["--pause", "0.25"]
+    assert (folder / "checkpoints").is_dir()
     resumed = run_script("--resume", str(folder), env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert results.run_status(folder) == "complete"
+    assert not (folder / "checkpoints").exists()  # a finished run drops its checkpoints
     assert_same_outputs(reference, folder)
 
 
