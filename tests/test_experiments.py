@@ -45,7 +45,11 @@ def test_baseline_one_epoch_on_real_imdb(imdb_dir, imdb_cache, tmp_path):
     result = run_script(
         "imdb_baseline.py",
         *("--epochs", "1", "--quiet", "--data-dir", str(imdb_dir), "--out", str(tmp_path)),
-        env_extra={"JAXLAB_CACHE_DIR": str(imdb_cache)},
+        # every program is kept, however fast this machine compiles it
+        env_extra={
+            "JAXLAB_CACHE_DIR": str(imdb_cache),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        },
     )
     assert result.returncode == 0, result.stderr
     assert "index_word[1] = 'the'  index_word[25] = 'have'" in result.stdout
