@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxlab.errors import ConfigError
 from jaxlab.results import to_jsonable
@@ -79,6 +80,7 @@ class SweepCheckpoints:
         self.manager = ocp.CheckpointManager(
             self.directory, options=options, item_handlers=handlers
         )
+        self._buffers = None  # host copies of the state, reused from one save to the next
         self.position: Position | None = None
         latest = self.manager.latest_step()
         if latest is not None and not resume:
@@ -126,16 +128,55 @@ class SweepCheckpoints:
         self.manager.save(
             step,
             args=args.Composite(
-                state=args.PyTreeSave(state),
+                state=args.PyTreeSave(self._on_host(state)),
                 record=args.PyTreeSave(record),
                 meta=args.JsonSave({**to_jsonable(meta), "identity": self.identity}),
             ),
         )
 
+    def _on_host(self, state: Any) -> Any:
+        """In one process, ``state`` copied into host buffers kept from one save to the next.
+
+        Orbax would copy it into new host memory at every save, and on a CPU those fresh pages
+        cost more than the write itself (64 models of the lesson's network, 80 MB: 0.1-0.3 s
+        of CPU time per save against 0.08 s). With many processes the state is a global array
+        that no process holds whole: Orbax saves each process's shards.
+        """
+        leaves, treedef = jax.tree.flatten(state)
+        if jax.process_count() > 1 or not all(map(_plain_array, leaves)):
+            return state
+        self.manager.wait_until_finished()  # the buffers are free once the last save is written
+        layout = (treedef, [(leaf.shape, np.dtype(leaf.dtype)) for leaf in leaves])
+        if self._buffers is None or self._buffers[0] != layout:
+            self._buffers = (layout, [np.empty(shape, dtype) for shape, dtype in layout[1]])
+        for target, leaf in zip(self._buffers[1], leaves, strict=True):
+            _copy_to_host(target, leaf)
+        return jax.tree.unflatten(treedef, self._buffers[1])
+
     def close(self) -> None:
         """Waits for the last checkpoint to be written."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _plain_array(leaf: Any) -> bool:
+    """Whether ``leaf`` is an array of numbers (not a PRNG key)."""
+    dtype = getattr(leaf, "dtype", None)
+    return (
+        isinstance(leaf, (jax.Array, np.ndarray))
+        and dtype is not None
+        and not jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    )
+
+
+def _copy_to_host(target: np.ndarray, array: Any) -> None:
+    """Copies ``array`` (a jax.Array, whatever its sharding, or numpy) into ``target``."""
+    if not isinstance(array, jax.Array):
+        np.copyto(target, array)
+        return
+    for shard in array.addressable_shards:
+        if shard.replica_id == 0:
+            target[shard.index] = np.asarray(shard.data)
 
 
 def record_of(result, kept: dict[int, Any]) -> dict[str, Any]:
