@@ -28,13 +28,21 @@ class Registry(Generic[T]):
 
     ``register`` works as a call, ``registry.register("name", factory)``, or as a decorator,
     ``@registry.register("name")``. A name can be registered again only with ``override=True``.
-    ``check`` (optional) is called with each new factory and raises if it is unfit.
+    ``check`` (optional) is called with each new factory and raises if it is unfit;
+    ``forget`` (optional) is called with a name when it is unregistered, to drop what was kept
+    about it elsewhere.
     """
 
-    def __init__(self, kind: str, check: Callable[[str, T], None] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        check: Callable[[str, T], None] | None = None,
+        forget: Callable[[str], None] | None = None,
+    ):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._check = check
+        self._forget = forget
 
     def register(self, name: str, factory: T | None = None, *, override: bool = False) -> Any:
         if factory is None:
@@ -55,6 +63,8 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         self.get(name)
         del self._entries[name]
+        if self._forget is not None:
+            self._forget(name)
         _replaced()
 
     def get(self, name: str) -> T:

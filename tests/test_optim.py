@@ -308,6 +308,19 @@ def test_registering_a_name_twice_needs_override(scratch_names):
         register_optimizer("sgd", lambda learning_rate=0.1: optax.sgd(learning_rate))
 
 
+def test_unregistering_forgets_what_was_kept_about_an_optimizer(scratch_names):
+    from jaxlab import optim
+
+    scratch_names.append("kept")
+    register_optimizer(
+        "kept", lambda learning_rate=0.1, beta=0.5: optax.sgd(learning_rate, momentum=beta),
+        eval_params=lambda params, opt_state: params, ranges={"beta": "[0, 1)"}, family="plain",
+    )  # fmt: skip
+    assert all("kept" in kept for kept in (optim.EVAL_PARAMS, optim.RANGES, optim.FAMILIES))
+    OPTIMIZERS.unregister("kept")
+    assert not any("kept" in kept for kept in (optim.EVAL_PARAMS, optim.RANGES, optim.FAMILIES))
+
+
 def test_a_factory_must_return_a_gradient_transformation(scratch_names):
     scratch_names.append("not_optax")
     with pytest.raises(ConfigError, match="returned tuple, not an optax.GradientTransformation"):
