@@ -46,3 +46,11 @@ def imdb(imdb_dir, imdb_cache):
     from jaxlab import load_imdb
 
     return load_imdb(num_words=10000, data_dir=imdb_dir, cache_dir=imdb_cache, download=False)
+
+
+@pytest.fixture(scope="session")
+def baseline():
+    """experiments/imdb_baseline.py as a module."""
+    from helpers import load_script
+
+    return load_script("imdb_baseline")

@@ -1,4 +1,7 @@
-"""Small synthetic datasets for unit tests."""
+"""Small synthetic datasets for unit tests, and other helpers the tests share."""
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -19,3 +22,13 @@ def assert_one_line_error(result, message: str) -> None:
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def load_script(name: str):
+    """An experiment script (``experiments/NAME[.py]``) imported as a module."""
+    stem = name.removesuffix(".py")
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{stem}.py"
+    spec = importlib.util.spec_from_file_location(stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,6 @@ models cannot fit in memory are refused before anything is allocated."""
 
 import dataclasses
 import glob
-import importlib.util
 import math
 import os
 import re
@@ -169,16 +168,6 @@ def test_fit_marks_a_diverged_history_and_warns(data):
         warnings.simplefilter("error")  # a healthy model: no warning, no mark
         healthy = fit(dataclasses.replace(SMALL, epochs=3), *data, verbose=False)
     assert "diverged_epoch" not in healthy.history
-
-
-@pytest.fixture(scope="module")
-def baseline():
-    spec = importlib.util.spec_from_file_location(
-        "baseline_script", REPO / "experiments/imdb_baseline.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

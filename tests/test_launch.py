@@ -1,10 +1,8 @@
-"""Many processes: 2 local processes x 2 CPU devices equal 1 process x 4 devices (through a
-SIGTERM, a checkpoint and a resume), as does 1 process x 4 devices killed and resumed, and a
-failing process stops the launcher at once.
+"""Many processes: 2 local processes x 2 CPU devices equal 1 process x 4 devices (the lesson's
+sweep on IMDB; and through a SIGTERM, a checkpoint and a resume), as does 1 process x 4 devices
+killed and resumed, and a failing process stops the launcher at once."""
 
-The same check on the lesson's IMDB sweep (imdb_overfitting.py, 2,000 reviews, 3 epochs, 2
-initializers x 3 seeds) gave identical histories; it is left out of the suite for time."""
-
+import glob
 import os
 import signal
 import subprocess
@@ -12,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_checkpoint import assert_same_outputs, start_and_stop_after_checkpoints
 
@@ -19,6 +18,40 @@ from jaxlab import results
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTED = REPO / "tests" / "scripts" / "checkpointed_sweep.py"
+
+
+@pytest.mark.imdb
+def test_two_processes_run_the_lesson_sweep_as_one_process_of_four_devices(
+    imdb_dir, imdb_cache, tmp_path
+):
+    """imdb_overfitting.py on 2,000 reviews, 3 epochs, 2 initializers x 3 seeds."""
+    script = [str(REPO / "experiments" / "imdb_overfitting.py"), "--limit", "2000", "--epochs",
+              "3", "--seeds", "3", "--inits", "glorot_uniform,he_normal", "--quiet",
+              "--data-dir", str(imdb_dir)]  # fmt: skip
+    env = os.environ | {"JAXLAB_CACHE_DIR": str(imdb_cache)}
+    one = subprocess.run(
+        [sys.executable, *script, "--out", str(tmp_path / "one")],
+        env=env | {"JAX_NUM_CPU_DEVICES": "4"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    launch = [sys.executable, "-m", "jaxlab.launch", "--processes", "2", "--devices-per-process",
+              "2", "--"]  # fmt: skip
+    two = subprocess.run(
+        [*launch, *script, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert len(list((tmp_path / "two").iterdir())) == 1  # one results folder, by process 0
+    (a,), (b,) = (glob.glob(str(tmp_path / run / "*" / "histories.npz")) for run in ("one", "two"))
+    with np.load(a) as one_run, np.load(b) as two_runs:
+        assert one_run.files == two_runs.files and "history_val_loss" in one_run.files
+        for name in one_run.files:
+            assert one_run[name].shape == two_runs[name].shape
+            if one_run[name].dtype.kind == "f":
+                assert np.isfinite(one_run[name]).all()
+                np.testing.assert_allclose(two_runs[name], one_run[name], rtol=0, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(two_runs[name], one_run[name])
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """The lesson-suite scripts in quick mode, and the pieces their verdicts rest on."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -12,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from conftest import REPO
+from helpers import load_script
 from test_experiments import run_script
 
 from jaxlab import ConfigError, results, verdicts
@@ -27,13 +27,6 @@ SCRIPTS = {
     "lesson_capacity.py": [],
     "lesson_activations.py": [],
 }
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name[:-3], REPO / "experiments" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_claims_table_marks_claims_that_do_not_hold():

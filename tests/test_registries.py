@@ -3,14 +3,12 @@
 through ``imdb_baseline.py``; a swept model equals ``fit`` with its seed and values."""
 
 import dataclasses
-import importlib.util
 
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import REPO
 from helpers import synthetic_reviews
 
 from jaxlab import (
@@ -151,16 +149,6 @@ def test_a_schedule_gets_the_run_total_steps_and_the_user_loss_scales():
     full = fit(config, train, val, verbose=False).history
     assert half["val_loss"][0] != pytest.approx(full["val_loss"][0], rel=1e-3)
     assert half["loss"][0] == pytest.approx(full["loss"][0] / 2, rel=1e-2)
-
-
-@pytest.fixture(scope="module")
-def baseline():
-    spec = importlib.util.spec_from_file_location(
-        "baseline_script", REPO / "experiments/imdb_baseline.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.imdb

@@ -2,13 +2,12 @@
 judge fed small synthetic sweeps."""
 
 import dataclasses
-import importlib.util
 import json
 
 import numpy as np
 import optax
 import pytest
-from conftest import REPO
+from helpers import load_script
 
 from jaxlab import ConfigError, verdicts
 from jaxlab.lesson import claim, claims_table
@@ -31,13 +30,6 @@ FIELDS = {
     "test": str,
     "verdict": str,
 }
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_schema(saved: dict) -> None:
