@@ -38,7 +38,7 @@ from jaxlab.grid import Group, hyperparameters_of, name_of, normalize_grid, plan
 from jaxlab.layers import choose_input_layer
 from jaxlab.losses import LOSSES
 from jaxlab.models import MODELS
-from jaxlab.sweep_results import METRICS, SweepResult
+from jaxlab.sweep_results import METRICS, SweepResult, majority_rate
 from jaxlab.train import TrainConfig, epoch_keys, run_keys
 
 DATA_ORDERS = ("shared", "per_model")
@@ -226,6 +226,7 @@ def run_sweep(
         memory.check_sweep(base, grid, seeds, groups)
     result = SweepResult.empty(base, grid, seeds, data_order, data_seed)
     result.meta |= {"groups": len(groups), "groups_done": 0, "complete": False}
+    result.meta["majority_rate"] = majority_rate(train[1])  # chance, for the divergence rule
     mesh = Mesh(np.asarray(jax.devices()), ("models",))
     # Signals are deferred from before the checkpoint folder is made: a run whose folder exists
     # stops after an epoch, checkpointed.

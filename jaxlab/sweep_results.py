@@ -32,18 +32,25 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # the lesson's runs (docs/lesson-report) and on every optimizer at 1e-5 ... 1e-1 on IMDB (20
 # epochs, 2 seeds): only rmsprop_keras2 at 0.1, seed 0, stuck at 8.059 for 20 epochs, is
 # flagged (none of them would be with a 10% margin, a factor 1.2 and no accuracy test). (b)
-# and (c) need the loss's uninformed value and chance accuracy, known for binary
-# cross-entropy: ln 2 and 0.5, the majority rate of balanced labels such as IMDB's (with
-# imbalanced labels, a model stuck predicting the majority class is not caught by (c));
-# other losses diverge by a non-finite loss only.
+# (b) needs the loss's uninformed value, known for binary cross-entropy (ln 2, the loss of
+# predicting 1/2, where a fresh network starts); other losses diverge by a non-finite loss
+# only. Chance in (c) is the training labels' majority rate (0.5 for IMDB's balanced labels),
+# what always predicting the most common label scores: a model stuck at saturation on that
+# label has that accuracy and a loss far above ln 2 unless the minority is under ~9%.
 STUCK_MARGIN = 0.01
 STUCK_FACTOR = 2.0
 CHANCE_POINTS = 0.05
-UNINFORMED = {"binary_crossentropy": (float(np.log(2)), 0.5)}  # loss: (its value, accuracy)
+UNINFORMED = {"binary_crossentropy": float(np.log(2))}  # loss: its value predicting 1/2
 
 
-def _stuck(loss: Sequence[float], accuracy: Sequence[float], epoch: int, loss_name: str) -> bool:
-    uninformed, chance = UNINFORMED.get(loss_name, (None, None))
+def majority_rate(labels: Any) -> float:
+    """The share of the most common label, what always predicting it scores."""
+    _, counts = np.unique(np.asarray(labels).ravel(), return_counts=True)
+    return float(counts.max() / counts.sum()) if counts.size else 0.5
+
+
+def _stuck(loss, accuracy, epoch: int, loss_name: str, chance: float) -> bool:
+    uninformed = UNINFORMED.get(loss_name)
     return (
         uninformed is not None
         and loss[epoch] >= (1 - STUCK_MARGIN) * loss[0]
@@ -52,16 +59,19 @@ def _stuck(loss: Sequence[float], accuracy: Sequence[float], epoch: int, loss_na
     )
 
 
-def diverges_at(history: Mapping[str, Sequence[float]], epoch: int, loss_name: str) -> bool:
+def diverges_at(
+    history: Mapping[str, Sequence[float]], epoch: int, loss_name: str, chance: float = 0.5
+) -> bool:
     """Whether a model with this history (``loss``, ``accuracy``, ``val_loss`` up to at least
-    ``epoch``) diverges at ``epoch`` by the rule above (given it had not before)."""
+    ``epoch``) diverges at ``epoch`` by the rule above (given it had not before); ``chance``:
+    the majority rate of its training labels."""
     loss, accuracy = history["loss"], history["accuracy"]
     if not (np.isfinite(loss[epoch]) and np.isfinite(history["val_loss"][epoch])):
         return True
     return (
         epoch >= 2
-        and _stuck(loss, accuracy, epoch - 1, loss_name)
-        and _stuck(loss, accuracy, epoch, loss_name)
+        and _stuck(loss, accuracy, epoch - 1, loss_name, chance)
+        and _stuck(loss, accuracy, epoch, loss_name, chance)
     )
 
 
@@ -138,6 +148,7 @@ class SweepResult:
         A model that diverges there (the rule above :func:`diverges_at`) gets its
         ``diverged_epoch``."""
         loss_name = dict(group_fixed).get("loss", self.meta.get("base", {}).get("loss"))
+        chance = self.meta.get("majority_rate", 0.5)
         order = [*vmapped, "seed"]
         combos = itertools.product(*[vmapped[name] for name in vmapped], self.values("seed"))
         for model, combo in enumerate(combos):
@@ -147,7 +158,7 @@ class SweepResult:
                 self.histories[metric][(*index, epoch)] = metrics[metric][model]
             if self.diverged_epoch[index] < 0:
                 history = {metric: self.histories[metric][index] for metric in METRICS}
-                if diverges_at(history, epoch, loss_name):
+                if diverges_at(history, epoch, loss_name, chance):
                     self.diverged_epoch[index] = epoch
 
     def params_of(self, config: Mapping[str, Any]):

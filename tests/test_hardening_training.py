@@ -118,6 +118,42 @@ def test_only_models_stuck_above_the_uninformed_loss_at_chance_diverge(name):
     assert sweep_results.diverges_at(history, 1, "softmax_cross_entropy")
 
 
+def test_a_model_stuck_on_the_majority_label_diverges_at_that_chance():
+    """90% positive labels: saturated on "positive", a model scores 0.9 with a loss near
+    0.1 * 16.1; judged against 0.5 it would pass for a learner."""
+    history = {"loss": [1.61, 1.612, 1.611, 1.611], "accuracy": [0.9] * 4}
+    history["val_loss"] = history["loss"]
+    flagged = [
+        e
+        for e in range(4)
+        if sweep_results.diverges_at(history, e, "binary_crossentropy", chance=0.9)
+    ]
+    assert flagged[:1] == [2]
+    assert not any(sweep_results.diverges_at(history, e, "binary_crossentropy") for e in range(4))
+    # A slow learner on the same labels, near ln 2 at first, is not stuck.
+    slow = {"loss": [0.69, 0.689, 0.688, 0.687], "accuracy": [0.9] * 4}
+    slow["val_loss"] = slow["loss"]
+    assert not any(
+        sweep_results.diverges_at(slow, e, "binary_crossentropy", chance=0.9) for e in range(4)
+    )
+
+
+def test_a_sweep_judges_chance_by_its_training_labels():
+    inputs, labels = synthetic_reviews(40)
+    labels = np.r_[np.ones(36), np.zeros(4)].astype(np.float32)  # 90% positive
+    assert sweep_results.majority_rate(labels) == 0.9
+    assert sweep_results.majority_rate(1 - labels) == 0.9
+    result = SweepResult.empty(SMALL, {}, [0], "shared", 0)
+    result.meta["majority_rate"] = 0.9
+    stuck = {"loss": [1.61, 1.612, 1.611], "accuracy": [0.9] * 3}
+    for epoch in range(3):
+        metrics = {m: np.asarray([stuck.get(m, stuck["loss"])[epoch]]) for m in METRICS}
+        result.record({}, {}, epoch, metrics)
+    assert result.diverged_epoch.item() == 2
+    trained = run_sweep(SMALL, {}, [0], (inputs, labels), (inputs, labels), verbose=False)
+    assert trained.meta["majority_rate"] == 0.9
+
+
 def test_no_model_of_the_saved_lesson_runs_is_newly_diverged():
     """The lesson's verdicts rest on which models diverged: the runs in docs/lesson-report
     (every script, all optimizers at 1/10, 1 and 10 times their default rate, learning rates
@@ -131,8 +167,11 @@ def test_no_model_of_the_saved_lesson_runs_is_newly_diverged():
         for index in np.ndindex(*result.shape):
             history = {metric: result.histories[metric][index] for metric in METRICS}
             epochs = range(len(history["loss"]))
+            chance = result.meta.get("majority_rate", 0.5)
             epochs = [
-                e for e in epochs if sweep_results.diverges_at(history, e, "binary_crossentropy")
+                e
+                for e in epochs
+                if sweep_results.diverges_at(history, e, "binary_crossentropy", chance)
             ]
             assert (epochs[0] if epochs else -1) == result.diverged_epoch[index], (folder, index)
 
