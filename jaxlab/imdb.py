@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import urllib.parse
 import urllib.request
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxlab import text
+from jaxlab.atomic import write_atomically
 from jaxlab.errors import ConfigError, DataNotFoundError
 from jaxlab.text import Sequences
 
@@ -205,17 +205,7 @@ def _write_cache(path: Path, encoded: EncodedImdb) -> None:
     meta = {"version": encoded.version, "crc32": _checksum(arrays)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename: a reader sees the old file, the new one, or none.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda f: np.savez(f, **arrays), sync=True)
 
 
 def _read_cache(path: Path) -> EncodedImdb:

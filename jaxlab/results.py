@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxlab.atomic import write_atomically
 from jaxlab.errors import ConfigError
 
 
@@ -73,17 +74,12 @@ def to_jsonable(value: Any) -> Any:
 
 def write_json(path: str | os.PathLike, value: Any) -> None:
     """Writes atomically: an interrupted write never leaves a half file behind."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(to_jsonable(value), f, indent=2, allow_nan=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    def write(f) -> None:
+        json.dump(to_jsonable(value), f, indent=2, allow_nan=True)
+        f.write("\n")
+
+    write_atomically(path, write, text=True)
 
 
 @functools.cache

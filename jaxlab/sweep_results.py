@@ -7,7 +7,6 @@ import dataclasses
 import itertools
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxlab.atomic import write_atomically
 from jaxlab.errors import ConfigError
 from jaxlab.results import to_jsonable, write_json
 
@@ -251,14 +251,14 @@ class SweepResult:
         arrays = {f"history_{metric}": values for metric, values in self.histories.items()}
         arrays["diverged_epoch"] = self.diverged_epoch
         axes_json = json.dumps(to_jsonable(self.axes))
-        _atomic(
+        write_atomically(
             directory / "histories.npz",
             lambda f: np.savez(f, axes=np.frombuffer(axes_json.encode(), np.uint8), **arrays),
         )
-        _atomic(directory / "histories.csv", self._write_tidy_csv)
+        write_atomically(directory / "histories.csv", self._write_tidy_csv)
         summary = self.summary()
         write_json(directory / "summary.json", {"meta": self.meta, "summary": summary})
-        _atomic(directory / "summary.csv", lambda f: _write_rows(f, summary), text=True)
+        write_atomically(directory / "summary.csv", lambda f: _write_rows(f, summary), text=True)
 
     def _write_tidy_csv(self, f) -> None:
         import io
@@ -304,20 +304,6 @@ def _write_rows(f, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _short(v) for k, v in row.items()})
-
-
-def _atomic(path: Path, write, text: bool = False) -> None:
-    """Writes ``path`` through a new, uniquely named file beside it (never one already there,
-    nor a symlink's target), renamed over ``path`` when complete and removed if not."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w" if text else "wb", newline="" if text else None) as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
 
 
 # The statistics SweepResult.summary() reports per config (each as _mean, _std, _min, _max).

@@ -13,6 +13,7 @@ import pytest
 from test_lesson import load_script
 
 from jaxlab import imdb, lesson, optim, results, sweep_results, text
+from jaxlab.atomic import write_atomically
 from jaxlab.errors import ConfigError, DataNotFoundError
 from jaxlab.sweep_results import SweepResult, summary_table
 from jaxlab.text import Sequences
@@ -52,7 +53,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        sweep_results._atomic(tmp_path / "summary.csv", fail)
+        write_atomically(tmp_path / "summary.csv", fail)
     assert list(tmp_path.iterdir()) == []
 
 

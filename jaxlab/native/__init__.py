@@ -36,6 +36,7 @@ except ImportError:  # not POSIX: builds in one folder are not serialized
 
 import jax
 
+from jaxlab.atomic import write_atomically
 from jaxlab.errors import ConfigError
 from jaxlab.imdb import default_cache_dir
 
@@ -122,21 +123,6 @@ def _fsync(path: Path | str, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _write_atomically(target: Path, text: str) -> None:
-    """``text`` to ``target`` through a synced temporary file and a rename."""
-    fd, temporary = tempfile.mkstemp(prefix=".write-", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's is 0o600: readable by whoever shares the cache
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def _checksum(data: bytes) -> str:
     return f"{len(data)} {hashlib.sha256(data).hexdigest()}"
 
@@ -168,9 +154,11 @@ def build(compiler: str, target: Path) -> None:
         if reason is not None:
             raise ConfigError(f"failed to build with {compiler}: {reason}")
         _fsync(temporary)
-        _write_atomically(
-            target.with_name(target.name + CHECKSUM), _checksum(Path(temporary).read_bytes())
-        )
+        checksum = _checksum(Path(temporary).read_bytes())
+        write_atomically(
+            target.with_name(target.name + CHECKSUM), lambda f: f.write(checksum), text=True,
+            sync=True,
+        )  # fmt: skip
         os.replace(temporary, target)
         _fsync(target.parent, directory=True)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -255,7 +243,7 @@ def _rebuilt(compiler: str, target: Path, damage: str | None) -> tuple[ctypes.CD
         reason = f"found {target} damaged ({damage}); rebuilding it: {reason}"
     marker = target.parent / FAILED
     with contextlib.suppress(OSError):
-        _write_atomically(marker, reason + "\n")
+        write_atomically(marker, lambda f: f.write(reason + "\n"), text=True, sync=True)
     return None, f"{reason} (remembered in {marker}; delete it to try again)"
 
 
