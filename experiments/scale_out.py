@@ -8,8 +8,8 @@ and after every epoch (Orbax, asynchronous), alternated ``--repeats`` times; the
 median over these pairs of the difference of their median epoch times (the first epoch, which
 compiles, is left out), and of their CPU times per added checkpoint.
 ``processes``: the same sweep as one process of ``--devices`` CPU devices and as ``--devices``
-processes of one device each (:mod:`jaxlab.launch`), wall time of the whole script. Writes scale_out.json to a new folder
-under --out.
+processes of one device each (:mod:`jaxlab.launch`), wall time of the whole script. Writes
+scale_out.json to a new folder under --out.
 """
 
 from __future__ import annotations
