@@ -86,6 +86,22 @@ def _check_dense(array, form: str) -> None:
                 )
 
 
+def _check_tokens(array) -> None:
+    """Refuses word indices outside [0, 2**31): an embedding would read a negative one from
+    the end of its table, and int32 cannot hold a larger one."""
+    if array.size == 0:
+        return
+    low, high = int(array.min()), int(array.max())
+    if low >= 0 and high <= INT32_MAX:
+        return
+    array = np.asarray(array)
+    row, column = np.argwhere((array < 0) | (array > INT32_MAX))[0]
+    raise ConfigError(
+        f"tokens inputs must be word indices 0 <= index < 2**31 (0 = padding), got "
+        f"{array[row, column]} at row {row}, column {column}"
+    )
+
+
 def to_device_data(x, labels, form: str = "bag", label_dtype: str = "float32"):
     """``(x, labels)`` as device data for a model reading ``form`` inputs.
 
@@ -101,6 +117,8 @@ def to_device_data(x, labels, form: str = "bag", label_dtype: str = "float32"):
         if form == "tokens" and not integer:
             raise ConfigError(f"tokens inputs must be integers, got {array.dtype}")
         dtype = jnp.int32 if form == "tokens" else jnp.float32
+        if form == "tokens":
+            _check_tokens(array)
         _check_dense(array, form)
         return ArrayData(
             jnp.asarray(array, dtype), jnp.asarray(_labels(labels, len(array), label_dtype))

@@ -64,6 +64,12 @@ def test_bad_labels_or_inputs_are_clear_errors():
         batching.to_device_data([[1], [2]], np.zeros(2))
     with pytest.raises(ConfigError, match="tokens inputs must be integers"):
         batching.to_device_data(np.zeros((2, 3)), np.zeros(2), "tokens")
+    tokens = np.array([[3, 0, 0], [4, -2, 1]])
+    for bad in (tokens, np.where(tokens < 0, 2**40, tokens), jnp.asarray(tokens)):
+        with pytest.raises(ConfigError, match=r"word indices .* at row 1, column 1"):
+            batching.to_device_data(bad, np.zeros(2), "tokens")
+    ok = batching.to_device_data(np.abs(tokens), np.zeros(2), "tokens")
+    np.testing.assert_array_equal(ok.inputs, np.abs(tokens))
     with pytest.raises(ConfigError, match="dense inputs must be a 2-D array"):
         batching.to_device_data(np.zeros(3), np.zeros(3), "dense")
     with pytest.raises(ConfigError, match="labels must be finite"):
