@@ -99,7 +99,7 @@ def test_one_process_of_four_devices_resumes_exactly(four_devices, tmp_path):
     command = [sys.executable, str(CHECKPOINTED), "--out", str(tmp_path / "run"),
                "--checkpoint-every", "1", "--pause", "0.25"]  # fmt: skip
     code, _, stderr, folder = start_and_stop_after_checkpoints(
-        command, tmp_path / "run", env, signal.SIGKILL, checkpoints=3
+        command, tmp_path / "run", env, signal.SIGKILL
     )
     assert code == -signal.SIGKILL, stderr
     resumed = subprocess.run(
